@@ -1,0 +1,1 @@
+"""rpg_jax: policy customization in JAX."""

@@ -1,0 +1,1 @@
+"""Optimizers that consume an Objective: PPO family (ppo)."""

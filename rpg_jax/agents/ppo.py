@@ -1,0 +1,369 @@
+"""One PPO for the whole family: PPO, Soft PPO, Residual PPO, KL PPO, Greedy PPO and Full (SPEC.md §3.1).
+
+The variants differ only in the Objective inside `Hyper` (the shaped reward r̃) and in whether the actor
+starts from the prior. A training iteration is a pure function `TrainState -> (TrainState, metrics)`:
+
+  1. roll out the vmapped env for `unroll_length` steps with `lax.scan`, recording log π_θold(a|s) and
+     log π_prior(a|s) (constants from here on);
+  2. r̃ = objective.shaped_reward(...) on the recorded transitions;
+  3. GAE(γ, λ) on r̃, bootstrapping V at time limits from the observation actually reached;
+  4. `update_epochs` passes of `num_minibatches` clipped-surrogate + value-regression steps.
+
+Soft, residual and KL objectives get no entropy bonus in the loss: the entropy is already in r̃, and adding
+it again ("repeat entropy") makes the policy collapse (Wang et al., 2025).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from brax.envs.base import Env
+from flax import struct
+
+from rpg_jax import normalization, objective as objective_lib
+from rpg_jax.networks import PolicySpec, ValueSpec
+from rpg_jax.prior import Prior
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static settings (shapes and structure): changing one recompiles.
+
+    Attributes:
+      num_envs: parallel environments in a rollout.
+      unroll_length: steps per env per iteration; an iteration collects num_envs × unroll_length steps.
+      num_minibatches: minibatches per epoch (must divide num_envs × unroll_length).
+      update_epochs: passes over each rollout.
+      policy_hidden: actor widths (ignored when the actor starts from the prior: it takes the prior's).
+      value_hidden: critic widths.
+      activation: hidden activation of both networks.
+      normalize_observations: keep running observation statistics (frozen when the actor starts from the
+        prior, so that it starts as exactly the prior's function).
+      init_from_prior: start the actor from the prior's weights and normalizer.
+      iterations_per_chunk: iterations fused into one jitted `lax.scan`.
+    """
+
+    num_envs: int = 64
+    unroll_length: int = 16
+    num_minibatches: int = 8
+    update_epochs: int = 4
+    policy_hidden: tuple[int, ...] = (64, 64)
+    value_hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    normalize_observations: bool = True
+    init_from_prior: bool = False
+    iterations_per_chunk: int = 10
+
+    def __post_init__(self):
+        batch = self.num_envs * self.unroll_length
+        if min(self.num_envs, self.unroll_length, self.num_minibatches, self.update_epochs) < 1:
+            raise ValueError(f"sizes must be positive: {self}")
+        if batch % self.num_minibatches:
+            raise ValueError(
+                f"num_envs × unroll_length = {batch} is not divisible by num_minibatches = "
+                f"{self.num_minibatches}"
+            )
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.num_envs * self.unroll_length
+
+
+@struct.dataclass
+class Hyper:
+    """Traced hyperparameters: every field can carry a leading axis and be vmapped over.
+
+    `learning_rate` and `max_grad_norm` are copied into the optimizer state at `init` (optax
+    inject_hyperparams), which is where the update reads them.
+    """
+
+    objective: objective_lib.Objective
+    learning_rate: chex.Array = 3e-4
+    discount: chex.Array = 0.99
+    gae_lambda: chex.Array = 0.95
+    clip_epsilon: chex.Array = 0.2
+    value_coef: chex.Array = 0.5
+    entropy_cost: chex.Array = 0.0
+    max_grad_norm: chex.Array = 1.0
+    reward_scale: chex.Array = 1.0
+
+
+@struct.dataclass
+class TrainState:
+    params: Any  # {"policy": ..., "value": ...}
+    opt_state: optax.OptState
+    normalizer: normalization.Normalizer
+    env_state: Any
+    key: chex.PRNGKey
+    env_steps: chex.Array
+    iteration: chex.Array
+    hyper: Hyper
+    prior: Prior | None
+
+
+@struct.dataclass
+class Transition:
+    """One rollout step, time-major batches of these are (T, B, ...)."""
+
+    obs: chex.Array
+    pre_tanh_action: chex.Array
+    log_prob: chex.Array  # log π_θold(a|s): a constant in the loss and in r̃
+    log_prob_prior: chex.Array
+    reward_basic: chex.Array
+    reward_addon: chex.Array
+    termination: chex.Array  # 1 at a true terminal: no bootstrap
+    done: chex.Array  # 1 at a terminal or a time limit: the episode ends here
+    next_obs: chex.Array  # observation reached, before any auto-reset
+    episode_basic: chex.Array  # episode sums, meaningful where done
+    episode_addon: chex.Array
+
+
+def gae_advantages(
+    rewards: chex.Array,
+    values: chex.Array,
+    next_values: chex.Array,
+    terminations: chex.Array,
+    dones: chex.Array,
+    discount: chex.Array,
+    gae_lambda: chex.Array,
+) -> chex.Array:
+    """Generalized advantage estimation on time-major arrays (T, ...).
+
+        δ_t = r_t + γ·(1 − term_t)·V(s'_t) − V(s_t)
+        A_t = δ_t + γ·λ·(1 − done_t)·A_{t+1},   A_T = 0
+
+    `next_values[t]` is V of the observation reached at step t, before any reset, so a time limit
+    (done_t = 1, term_t = 0) bootstraps from the final observation while a terminal does not; either way the
+    trace stops at an episode boundary.
+    """
+    chex.assert_equal_shape([rewards, values, next_values, terminations, dones])
+    deltas = rewards + discount * (1.0 - terminations) * next_values - values
+
+    def backward(carry, xs):
+        delta, done = xs
+        advantage = delta + discount * gae_lambda * (1.0 - done) * carry
+        return advantage, advantage
+
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(rewards[0]), (deltas, dones), reverse=True)
+    return advantages
+
+
+def ppo_loss(
+    params: Any,
+    normalizer: normalization.Normalizer,
+    batch: Transition,
+    advantages: chex.Array,
+    value_targets: chex.Array,
+    key: chex.PRNGKey,
+    *,
+    policy_spec: PolicySpec,
+    value_spec: ValueSpec,
+    hyper: Hyper,
+) -> tuple[chex.Array, dict]:
+    """Clipped surrogate + value regression (− entropy bonus for plain PPO/Greedy/Full only).
+
+        L = −E[min(ρ·Â, clip(ρ, 1−ε, 1+ε)·Â)] + c_v·½·E[(V(s) − (Â + V_old))²] − c_H·E[H(π(·|s))]
+        ρ = π_θ(a|s) / π_θold(a|s), Â normalized over the minibatch.
+    """
+    dist = policy_spec.distribution(params["policy"], normalizer, batch.obs)
+    log_prob = dist.log_prob_pre_tanh(batch.pre_tanh_action)
+    ratio = jnp.exp(log_prob - batch.log_prob)
+    adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    clipped = jnp.clip(ratio, 1.0 - hyper.clip_epsilon, 1.0 + hyper.clip_epsilon)
+    policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
+
+    values = value_spec.value(params["value"], normalizer, batch.obs)
+    value_loss = 0.5 * jnp.mean((values - value_targets) ** 2)
+    entropy = jnp.mean(dist.entropy(key))
+    loss = policy_loss + hyper.value_coef * value_loss - hyper.entropy_cost * entropy
+    metrics = {
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "approx_kl": jnp.mean(batch.log_prob - log_prob),
+        "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > hyper.clip_epsilon),
+    }
+    return loss, metrics
+
+
+def _optimizer(learning_rate, max_grad_norm) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
+
+
+class PPO:
+    """The static half of the agent: env, config and network specs. `init` and `iteration` are pure."""
+
+    def __init__(self, env: Env, config: Config, prior_spec: PolicySpec | None = None):
+        if config.init_from_prior and prior_spec is None:
+            raise ValueError("init_from_prior needs the prior's PolicySpec")
+        self.env = env
+        self.config = config
+        self.policy_spec = (
+            prior_spec
+            if config.init_from_prior
+            else PolicySpec(env.observation_size, env.action_size, config.policy_hidden, config.activation)
+        )
+        self.value_spec = ValueSpec(env.observation_size, config.value_hidden, config.activation)
+        self.optimizer = optax.inject_hyperparams(_optimizer)(learning_rate=0.0, max_grad_norm=0.0)
+        self.update_normalizer = config.normalize_observations and not config.init_from_prior
+
+    def init(self, key: chex.PRNGKey, hyper: Hyper, prior: Prior | None = None) -> TrainState:
+        key_policy, key_value, key_env, key = jax.random.split(key, 4)
+        if self.config.init_from_prior:
+            policy_params, normalizer = prior.params, prior.normalizer
+        else:
+            policy_params = self.policy_spec.init(key_policy)
+            normalizer = normalization.init(self.env.observation_size)
+        params = {"policy": policy_params, "value": self.value_spec.init(key_value)}
+        opt_state = self.optimizer.init(params)
+        # inject_hyperparams stores its hyperparameters in the state; put the traced ones there.
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(hyper.learning_rate, jnp.float32)
+        opt_state.hyperparams["max_grad_norm"] = jnp.asarray(hyper.max_grad_norm, jnp.float32)
+        env_state = jax.vmap(self.env.reset)(jax.random.split(key_env, self.config.num_envs))
+        state = TrainState(
+            params=params,
+            opt_state=opt_state,
+            normalizer=normalizer,
+            env_state=env_state,
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            iteration=jnp.zeros((), jnp.int32),
+            hyper=hyper,
+            prior=prior,
+        )
+        # The reset obs is also info's first/final obs, and the actor may be the prior's arrays: copies make
+        # every leaf its own buffer, so that the state can be donated to a jitted chunk.
+        return jax.tree.map(jnp.copy, state)
+
+    def rollout(self, state: TrainState, key: chex.PRNGKey) -> tuple[Any, Transition]:
+        """Steps the batched env `unroll_length` times under π_θ. Returns (final env state, (T, B) data)."""
+        policy_params = state.params["policy"]
+
+        def step(env_state, key_step):
+            obs = env_state.obs
+            dist = self.policy_spec.distribution(policy_params, state.normalizer, obs)
+            u = dist.sample_pre_tanh(key_step)
+            log_prob = dist.log_prob_pre_tanh(u)
+            if state.prior is None:
+                log_prob_prior = jnp.zeros_like(log_prob)
+            else:
+                log_prob_prior = state.prior.log_prob_pre_tanh(obs, u)
+            next_state = jax.vmap(self.env.step)(env_state, jnp.tanh(u))
+            truncation = next_state.info["truncation"]
+            episode = next_state.info["episode_metrics"]
+            transition = Transition(
+                obs=obs,
+                pre_tanh_action=u,
+                log_prob=log_prob,
+                log_prob_prior=log_prob_prior,
+                reward_basic=next_state.metrics["reward_basic"],
+                reward_addon=next_state.metrics["reward_addon"],
+                termination=next_state.done * (1.0 - truncation),
+                done=next_state.done,
+                next_obs=next_state.info["final_obs"],
+                episode_basic=episode["reward_basic"],
+                episode_addon=episode["reward_addon"],
+            )
+            return next_state, transition
+
+        keys = jax.random.split(key, self.config.unroll_length)
+        return jax.lax.scan(step, state.env_state, keys)
+
+    def iteration(self, state: TrainState) -> tuple[TrainState, dict]:
+        """One rollout and its PPO update. Pure: vmap it over seeds and Hyper grids."""
+        config, hyper = self.config, state.hyper
+        key_rollout, key_update, key_next = jax.random.split(state.key, 3)
+        env_state, data = self.rollout(state, key_rollout)
+        chex.assert_shape(data.reward_basic, (config.unroll_length, config.num_envs))
+
+        normalizer = state.normalizer
+        if self.update_normalizer:
+            normalizer = normalization.update(normalizer, data.obs)
+
+        shaped = hyper.reward_scale * objective_lib.shaped_reward(
+            hyper.objective, data.reward_basic, data.reward_addon, data.log_prob_prior, data.log_prob
+        )
+        value_fn = lambda obs: self.value_spec.value(state.params["value"], normalizer, obs)  # noqa: E731
+        values, next_values = value_fn(data.obs), value_fn(data.next_obs)
+        advantages = gae_advantages(
+            shaped, values, next_values, data.termination, data.done, hyper.discount, hyper.gae_lambda
+        )
+        value_targets = advantages + values
+        params, opt_state, loss_metrics = self._update(
+            state.params, state.opt_state, normalizer, data, advantages, value_targets, hyper, key_update
+        )
+
+        done_count = jnp.sum(data.done)
+        episodes_mean = lambda x: jnp.sum(x * data.done) / jnp.maximum(done_count, 1.0)  # noqa: E731
+        metrics = {
+            **loss_metrics,
+            "shaped_reward": jnp.mean(shaped),
+            "reward_basic": jnp.mean(data.reward_basic),
+            "reward_addon": jnp.mean(data.reward_addon),
+            "log_prob": jnp.mean(data.log_prob),
+            "log_prob_prior": jnp.mean(data.log_prob_prior),
+            "episodes": done_count,
+            "episode_basic_return": episodes_mean(data.episode_basic),
+            "episode_addon_return": episodes_mean(data.episode_addon),
+        }
+        new_state = state.replace(
+            params=params,
+            opt_state=opt_state,
+            normalizer=normalizer,
+            env_state=env_state,
+            key=key_next,
+            env_steps=state.env_steps + config.steps_per_iteration,
+            iteration=state.iteration + 1,
+        )
+        return new_state, metrics
+
+    def _update(self, params, opt_state, normalizer, data, advantages, value_targets, hyper, key):
+        """`update_epochs` × `num_minibatches` gradient steps on shuffled (T·B) samples."""
+        config = self.config
+        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), (data, advantages, value_targets))
+        grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
+
+        def minibatch_step(carry, minibatch):
+            params, opt_state, key = carry
+            key, key_loss = jax.random.split(key)
+            batch, adv, targets = minibatch
+            (_, metrics), grads = grad_fn(
+                params,
+                normalizer,
+                batch,
+                adv,
+                targets,
+                key_loss,
+                policy_spec=self.policy_spec,
+                value_spec=self.value_spec,
+                hyper=hyper,
+            )
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state, key), metrics
+
+        def epoch(carry, key_perm):
+            perm = jax.random.permutation(key_perm, config.steps_per_iteration)
+            shuffled = jax.tree.map(
+                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), flat
+            )
+            return jax.lax.scan(minibatch_step, carry, shuffled)
+
+        key_perm, key_loss = jax.random.split(key)
+        perms = jax.random.split(key_perm, config.update_epochs)
+        (params, opt_state, _), metrics = jax.lax.scan(epoch, (params, opt_state, key_loss), perms)
+        return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+    def chunk(self, state: TrainState) -> tuple[TrainState, dict]:
+        """`iterations_per_chunk` iterations in one `lax.scan`; metrics stacked on a leading axis."""
+        return jax.lax.scan(
+            lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_chunk
+        )
+
+    def act(self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array) -> chex.Array:
+        """Deterministic action tanh(μ(s)) for evaluation."""
+        return self.policy_spec.distribution(params["policy"], normalizer, obs).mode()

@@ -1,0 +1,107 @@
+"""The task registry: name -> base env, add-on reward and episode length (SPEC.md §4)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax.numpy as jnp
+from brax import envs as brax_envs
+from brax.envs.base import Env
+from brax.envs.wrappers.training import AutoResetWrapper, EpisodeWrapper
+
+from rpg_jax.envs.customization import AddonReward, CustomizationWrapper, FinalObservationWrapper
+from rpg_jax.errors import unknown_name
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A customization task.
+
+    Attributes:
+      name: registry name.
+      make_base: builds the underlying Brax env (its own reward is the basic reward r).
+      addon_reward: r_R(next_obs, action) for one transition.
+      episode_length: time limit; reaching it is a truncation, not a termination.
+      description: the add-on requirement in words.
+    """
+
+    name: str
+    make_base: Callable[[], Env]
+    addon_reward: AddonReward
+    episode_length: int
+    description: str
+
+
+def _mjx(name: str, **kwargs) -> Callable[[], Env]:
+    return lambda: brax_envs.get_environment(name, backend="mjx", **kwargs)
+
+
+def cart_target_reward(obs, action, target: float = 0.5, width: float = 0.25):
+    """exp(−(x − target)² / (2·width²)) ∈ (0, 1]: hold the cart near x = +0.5 while balancing.
+
+    A bonus rather than a penalty on purpose: with a per-step penalty an early fall would *raise* the add-on
+    return, so a customizer could meet the requirement by failing the basic task.
+    """
+    del action
+    return jnp.exp(-0.5 * ((obs[0] - target) / width) ** 2)
+
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in [
+        Task(
+            "inverted_pendulum",
+            _mjx("inverted_pendulum"),
+            cart_target_reward,
+            1000,
+            "balance the pole with the cart held near x = +0.5 (fast task for tests and the demo)",
+        ),
+        Task(
+            "halfcheetah",
+            _mjx("halfcheetah"),
+            lambda obs, action: -10.0 * jnp.abs(obs[7]),
+            1000,
+            "run forward keeping the front foot level: r_R = -10·|obs[7]|",
+        ),
+        Task(
+            "hopper",
+            _mjx("hopper"),
+            lambda obs, action: 10.0 * (obs[0] - 1.0),
+            1000,
+            "hop with the torso high: r_R = 10·(obs[0] − 1)",
+        ),
+        Task(
+            "ant",
+            _mjx("ant", healthy_z_range=(0.2, 10.0)),
+            lambda obs, action: -obs[14],
+            1000,
+            "walk forward while also moving sideways: r_R = −obs[14] = −v_y",
+        ),
+        Task(
+            "swimmer",
+            _mjx("swimmer"),
+            lambda obs, action: -jnp.abs(obs[1]),
+            1000,
+            "swim with the first joint straight: r_R = −|obs[1]|",
+        ),
+    ]
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise unknown_name("task", name, TASKS)
+    return TASKS[name]
+
+
+def make(name: str, episode_length: int | None = None) -> Env:
+    """The training env of a task, unbatched: customization metrics, time limit, auto-reset.
+
+    `info['truncation']` marks time limits, `info['final_obs']` the observation reached before a reset.
+    Batch it with `jax.vmap(env.reset)` / `jax.vmap(env.step)`.
+    """
+    task = get_task(name)
+    env = CustomizationWrapper(task.make_base(), task.addon_reward)
+    env = EpisodeWrapper(env, episode_length or task.episode_length, action_repeat=1)
+    return AutoResetWrapper(FinalObservationWrapper(env))

@@ -1,0 +1,42 @@
+"""Episode returns of a policy on a task: basic, add-on and total, one entry per episode."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+from brax.envs.base import Env
+
+Policy = Callable[[chex.Array, chex.PRNGKey], chex.Array]
+"""act(obs batch, key) -> action batch."""
+
+
+def episode_returns(
+    env: Env, policy: Policy, key: chex.PRNGKey, num_episodes: int, episode_length: int
+) -> dict[str, chex.Array]:
+    """Runs `num_episodes` episodes in parallel for up to `episode_length` steps. Jittable.
+
+    Each episode counts rewards until its first `done` (terminal or time limit); what the auto-reset env does
+    afterwards is masked out. Returns arrays of shape (num_episodes,) for `basic_return`, `addon_return`,
+    `total_return` and `length`.
+    """
+    key_reset, key_act = jax.random.split(key)
+    state = jax.vmap(env.reset)(jax.random.split(key_reset, num_episodes))
+    zeros = jnp.zeros((num_episodes,), jnp.float32)
+
+    def step(carry, key_step):
+        state, alive, basic, addon, length = carry
+        state = jax.vmap(env.step)(state, policy(state.obs, key_step))
+        basic = basic + alive * state.metrics["reward_basic"]
+        addon = addon + alive * state.metrics["reward_addon"]
+        length = length + alive
+        alive = alive * (1.0 - state.done)
+        return (state, alive, basic, addon, length), None
+
+    carry = (state, jnp.ones_like(zeros), zeros, zeros, zeros)
+    (_, _, basic, addon, length), _ = jax.lax.scan(
+        step, carry, jax.random.split(key_act, episode_length)
+    )
+    return {"basic_return": basic, "addon_return": addon, "total_return": basic + addon, "length": length}

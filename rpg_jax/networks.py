@@ -1,0 +1,97 @@
+"""Flax MLPs for policies and values, described by small JSON-able specs so a run directory can rebuild them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rpg_jax import distributions, normalization
+
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish, "elu": nn.elu}
+
+
+class MLP(nn.Module):
+    """Dense layers with an activation between them; the last layer is linear and scaled at init."""
+
+    hidden: Sequence[int]
+    out_size: int
+    activation: str = "tanh"
+    final_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: chex.Array) -> chex.Array:
+        act = ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = act(nn.Dense(width, kernel_init=nn.initializers.lecun_uniform())(x))
+        final_init = nn.initializers.variance_scaling(self.final_scale, "fan_in", "uniform")
+        return nn.Dense(self.out_size, kernel_init=final_init)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicySpec:
+    """A tanh-Gaussian policy over continuous actions in [−1, 1]: everything needed to rebuild it.
+
+    Attributes:
+      obs_size: observation size the policy was built for.
+      action_size: action size.
+      hidden: hidden layer widths.
+      activation: name in ACTIVATIONS.
+      min_scale: lower bound on the Gaussian scale (keeps log-probs finite).
+    """
+
+    obs_size: int
+    action_size: int
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    min_scale: float = 1e-3
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    @property
+    def module(self) -> MLP:
+        # A small final layer starts the policy near a zero-mean action, as Brax and CleanRL do.
+        return MLP(self.hidden, 2 * self.action_size, self.activation, final_scale=0.01)
+
+    def init(self, key: chex.PRNGKey) -> Any:
+        return self.module.init(key, jnp.zeros((1, self.obs_size)))
+
+    def distribution(
+        self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array
+    ) -> distributions.TanhNormal:
+        out = self.module.apply(params, normalization.normalize(normalizer, obs))
+        loc, raw_scale = jnp.split(out, 2, axis=-1)
+        return distributions.TanhNormal(loc, jax.nn.softplus(raw_scale) + self.min_scale)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PolicySpec":
+        return cls(**{**d, "hidden": tuple(d["hidden"])})
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueSpec:
+    """A state-value MLP V(s) on normalized observations."""
+
+    obs_size: int
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+
+    @property
+    def module(self) -> MLP:
+        return MLP(self.hidden, 1, self.activation)
+
+    def init(self, key: chex.PRNGKey) -> Any:
+        return self.module.init(key, jnp.zeros((1, self.obs_size)))
+
+    def value(self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array) -> chex.Array:
+        return self.module.apply(params, normalization.normalize(normalizer, obs))[..., 0]

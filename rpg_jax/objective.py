@@ -1,0 +1,99 @@
+"""The reward view of policy customization (SPEC.md §3), written once.
+
+Every method in rpg_jax is an ordinary optimizer run on the per-step reward
+
+    r̃ = c_basic·r + c_addon·r_R + ω'·log π_prior(a|s) − α̂·log π_θ(a|s)
+
+where r is the basic reward (the prior's task), r_R the add-on reward, ω' the prior weight and α̂ the
+temperature of the policy being trained. The Residual Policy Gradient paper (Wang et al., 2025) shows that
+max-ent RL at α̂ on `r_R + ω'·log π_prior` has the same optimal policy as max-ent RL at α̂ on `ω·r + r_R`
+when π_prior is max-ent optimal for r at temperature α and ω' = ω·α.
+
+The fields are traced floats, so a grid of objectives can be stacked and `vmap`-ed over.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Objective:
+    """Coefficients of the shaped reward r̃. All fields are traced scalars.
+
+    Attributes:
+      basic_weight: c_basic, weight of the basic reward r (known only to PPO/Soft PPO/Full).
+      addon_weight: c_addon, weight of the add-on reward r_R.
+      prior_weight: ω', weight of log π_prior(a|s).
+      temperature: α̂, weight of the entropy term −log π_θ(a|s).
+    """
+
+    basic_weight: chex.Array
+    addon_weight: chex.Array
+    prior_weight: chex.Array
+    temperature: chex.Array
+
+
+def _objective(basic: float, addon: float, prior_weight: float, temperature: float) -> Objective:
+    return Objective(
+        basic_weight=jnp.asarray(basic, jnp.float32),
+        addon_weight=jnp.asarray(addon, jnp.float32),
+        prior_weight=jnp.asarray(prior_weight, jnp.float32),
+        temperature=jnp.asarray(temperature, jnp.float32),
+    )
+
+
+def ppo() -> Objective:
+    """Plain PPO on the basic reward: r̃ = r (the entropy bonus, if any, lives in the loss)."""
+    return _objective(1.0, 0.0, 0.0, 0.0)
+
+
+def soft(temperature: float) -> Objective:
+    """Soft Policy Gradient: r̃ = r − α·log π_θ. Trains max-ent priors at a known α."""
+    return _objective(1.0, 0.0, 0.0, temperature)
+
+
+def residual(prior_weight: float, temperature: float) -> Objective:
+    """Residual Policy Gradient: r̃ = r_R + ω'·log π_prior − α̂·log π_θ (r is not needed)."""
+    return _objective(0.0, 1.0, prior_weight, temperature)
+
+
+def kl(beta: float) -> Objective:
+    """KL-regularized customization, r̃ = r_R − β·(log π_θ − log π_prior): residual with ω' = α̂ = β."""
+    return residual(beta, beta)
+
+
+def greedy() -> Objective:
+    """Greedy customization on the add-on reward alone: residual with ω' = 0, α̂ = 0."""
+    return residual(0.0, 0.0)
+
+
+def full(basic_weight: float = 1.0) -> Objective:
+    """The upper bound that knows r: r̃ = ω·r + r_R."""
+    return _objective(basic_weight, 1.0, 0.0, 0.0)
+
+
+def shaped_reward(
+    objective: Objective,
+    reward_basic: chex.Array,
+    reward_addon: chex.Array,
+    log_prob_prior: chex.Array,
+    log_prob_policy: chex.Array,
+) -> chex.Array:
+    """r̃ = c_basic·r + c_addon·r_R + ω'·log π_prior(a|s) − α̂·log π_θ(a|s), elementwise.
+
+    The log-probabilities are those of the behaviour policy at rollout time (PPO) or target terms (SAC/DQN);
+    callers pass constants where the paper treats them as constants. A zero weight removes its term exactly
+    (not 0·x, which is NaN for x = −inf), so greedy and PPO objectives are untouched by a missing prior.
+    """
+    chex.assert_equal_shape([reward_basic, reward_addon, log_prob_prior, log_prob_policy])
+    prior_term = jnp.where(objective.prior_weight == 0.0, 0.0, objective.prior_weight * log_prob_prior)
+    entropy_term = jnp.where(objective.temperature == 0.0, 0.0, objective.temperature * log_prob_policy)
+    return (
+        objective.basic_weight * reward_basic
+        + objective.addon_weight * reward_addon
+        + prior_term
+        - entropy_term
+    )
