@@ -225,8 +225,7 @@ def train(run: RunConfig) -> dict[str, Any]:
     )
     (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    key_init, key_eval = jax.random.split(jax.random.PRNGKey(run.seed))
-    state = jax.jit(agent.init)(key_init, hyper, prior)
+    state = jax.jit(agent.init)(jax.random.PRNGKey(run.seed), hyper, prior)
     steps_per_chunk = config.steps_per_iteration * config.iterations_per_chunk
     num_chunks = math.ceil(run.steps / steps_per_chunk)
 
@@ -262,7 +261,7 @@ def train(run: RunConfig) -> dict[str, Any]:
     checkpoint.save(out / prior_lib.POLICY_CHECKPOINT, policy)
     checkpoint.save(out / "checkpoints/agent", {"params": state.params, "normalizer": state.normalizer})
 
-    returns = evaluate_policy(agent.policy_spec, policy, run.task, key_eval, run.eval_episodes)
+    returns = evaluate_policy(agent.policy_spec, policy, run.task, evaluation_key(run.seed), run.eval_episodes)
     summary = {
         "task": run.task,
         "algo": run.algo,
@@ -283,6 +282,11 @@ def _check_finite(record: dict[str, float], chunk_index: int) -> None:
     for name in ("policy_loss", "value_loss", "shaped_reward"):
         if not math.isfinite(record.get(name, 0.0)):
             raise FloatingPointError(f"non-finite {name} in chunk {chunk_index}: {record[name]}")
+
+
+def evaluation_key(seed: int) -> jax.Array:
+    """The key of a seed's evaluation episodes: the same for `train` and `evaluate`, apart from training's."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 0xE7A1)
 
 
 def evaluate_policy(spec, policy, task: str, key, episodes: int) -> dict[str, dict[str, float]]:
@@ -311,6 +315,6 @@ def evaluate_run(run_dir: Path, episodes: int = 16, seed: int = 0) -> dict[str, 
         policy.spec,
         {"params": policy.params, "normalizer": policy.normalizer},
         task.name,
-        jax.random.PRNGKey(seed),
+        evaluation_key(seed),
         episodes,
     )

@@ -311,6 +311,9 @@ class PPO:
             "episode_basic_return": episodes_mean(data.episode_basic),
             "episode_addon_return": episodes_mean(data.episode_addon),
         }
+        if state.prior is not None:
+            # Monte Carlo estimate of KL(π_θ ‖ π_prior) on the states π_θ visits.
+            metrics["kl_to_prior"] = jnp.mean(data.log_prob - data.log_prob_prior)
         new_state = state.replace(
             params=params,
             opt_state=opt_state,

@@ -78,13 +78,6 @@ TASKS: dict[str, Task] = {
             1000,
             "walk forward while also moving sideways: r_R = −obs[14] = −v_y",
         ),
-        Task(
-            "swimmer",
-            _mjx("swimmer"),
-            lambda obs, action: -jnp.abs(obs[1]),
-            1000,
-            "swim with the first joint straight: r_R = −|obs[1]|",
-        ),
     ]
 }
 

@@ -1,0 +1,90 @@
+"""End to end on the fast task: customization works, stays near the prior when told to, and round-trips."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rpg_jax import prior as prior_lib, train
+from rpg_jax.errors import UserError
+
+from conftest import small_run
+
+# The customized policy must keep at least this fraction of the prior's basic return (README: "within 10%").
+BASIC_RETURN_KEPT = 0.9
+
+
+def test_prior_balances(prior_run):
+    _, summary = prior_run
+    assert summary["eval"]["basic_return"]["mean"] > 900.0
+
+
+def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp_path):
+    prior_config, prior_summary = prior_run
+    run = train.RunConfig(
+        algo="residual_ppo", prior=prior_config.out, steps=200_000, eval_episodes=8, quiet=True,
+        out=tmp_path / "residual",
+    )
+    custom = train.train(run)
+    before, after = prior_summary["eval"], custom["eval"]
+    assert after["addon_return"]["mean"] > before["addon_return"]["mean"] + 200.0, (before, after)
+    assert after["basic_return"]["mean"] >= BASIC_RETURN_KEPT * before["basic_return"]["mean"], (before, after)
+    summary = json.loads((tmp_path / "residual" / "summary.json").read_text())
+    for key in ("task", "algo", "seeds", "env_steps", "wall_s", "compile_s", "steps_per_s"):
+        assert key in summary
+    assert set(summary["eval"]) >= {"basic_return", "addon_return", "total_return"}
+    assert summary["objective"]["prior_weight"] == pytest.approx(0.05)
+    lines = (tmp_path / "residual" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == summary["env_steps"] // (64 * 16 * 20)
+
+
+def _late_kl_to_prior(run_dir, chunks=4):
+    """The on-policy KL(π_θ ‖ π_prior) estimate of the last chunks of a run."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return float(np.mean([r["kl_to_prior"] for r in records[-chunks:]]))
+
+
+def test_huge_prior_weight_keeps_the_policy_at_the_prior(prior_run, tmp_path):
+    prior_config, _ = prior_run
+    common = dict(prior=prior_config.out, steps=40_000)
+    train.train(small_run(tmp_path, "huge", algo="residual_ppo", prior_weight=100.0, temperature=100.0, **common))
+    train.train(small_run(tmp_path, "greedy", algo="greedy_ppo", **common))
+    kl_huge, kl_greedy = _late_kl_to_prior(tmp_path / "huge"), _late_kl_to_prior(tmp_path / "greedy")
+    assert kl_huge < 0.1, kl_huge
+    assert kl_huge < kl_greedy / 10, (kl_huge, kl_greedy)
+
+
+def test_run_directory_round_trips_as_a_prior(prior_run):
+    prior_config, summary = prior_run
+    again = train.evaluate_run(prior_config.out, episodes=8)
+    for name in ("basic_return", "addon_return"):
+        assert again[name]["mean"] == pytest.approx(summary["eval"][name]["mean"], rel=1e-4, abs=1e-3)
+    prior = prior_lib.load(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
+    assert prior.temperature == pytest.approx(0.05)
+    assert prior.spec.hidden == tuple(prior_config.policy_hidden)
+    assert float(prior.normalizer.count) > 0
+
+
+def test_prior_with_wrong_action_size_is_refused(prior_run):
+    prior_config, _ = prior_run
+    with pytest.raises(UserError, match=r"action size 1, but task 'halfcheetah' has action size 6"):
+        prior_lib.load(prior_config.out, task="halfcheetah", obs_size=17, action_size=6)
+
+
+def test_prior_of_another_task_is_refused(prior_run):
+    prior_config, _ = prior_run
+    with pytest.raises(UserError, match="trained on task 'inverted_pendulum', not 'other'"):
+        prior_lib.load(prior_config.out, task="other", obs_size=4, action_size=1)
+
+
+def test_prior_log_prob_is_clipped_and_frozen(prior_run):
+    prior_config, _ = prior_run
+    prior = prior_lib.load(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
+    obs = jnp.zeros((1, 4))
+    assert float(prior.log_prob_pre_tanh(obs, jnp.full((1, 1), 50.0))[0]) == prior_lib.LOG_PROB_MIN
+    grads = jax.grad(lambda p: prior.replace(params=p).log_prob(obs, jnp.full((1, 1), 0.1)).sum())(prior.params)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+    grad_action = jax.grad(lambda a: prior.log_prob(obs, a).sum())(jnp.full((1, 1), 0.1))
+    assert float(jnp.abs(grad_action).max()) > 0.0
