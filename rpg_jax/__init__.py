@@ -1,1 +1,29 @@
-"""rpg_jax: policy customization in JAX."""
+"""rpg_jax: policy customization (Residual Q-Learning, Residual Policy Gradient) in JAX on MJX.
+
+The flat API users call; everything else is importable from its module.
+"""
+
+from rpg_jax import envs, objective, tabular, train
+from rpg_jax.agents.ppo import PPO, Config as PPOConfig, Hyper as PPOHyper, gae_advantages
+from rpg_jax.errors import UserError
+from rpg_jax.objective import Objective, shaped_reward
+from rpg_jax.prior import Prior, load as load_prior
+from rpg_jax.train import RunConfig, evaluate_run
+
+__all__ = [
+    "PPO",
+    "Objective",
+    "PPOConfig",
+    "PPOHyper",
+    "Prior",
+    "RunConfig",
+    "UserError",
+    "envs",
+    "evaluate_run",
+    "gae_advantages",
+    "load_prior",
+    "objective",
+    "shaped_reward",
+    "tabular",
+    "train",
+]

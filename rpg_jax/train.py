@@ -202,11 +202,10 @@ def load_prior_for(run: RunConfig, env) -> prior_lib.Prior | None:
 def train(run: RunConfig) -> dict[str, Any]:
     """Trains one run and writes its directory; returns the summary (also in summary.json)."""
     algo = validate(run)
-    out = run_directory(run)
-    task = envs.get_task(run.task)
     env = envs.make(run.task)
     prior = load_prior_for(run, env)
     objective = algo.make_objective(run, prior)
+    out = run_directory(run)  # only now: bad input must leave nothing behind
     config = agent_config(run, algo)
     hyper = agent_hyper(run, algo, objective)
     agent = ppo.PPO(env, config, prior_spec=prior.spec if prior is not None else None)

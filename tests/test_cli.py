@@ -1,0 +1,74 @@
+"""Bad input ends with one clear line on stderr and exit code 2: never a traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from rpg_jax import cli
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:  # tyro's own parse errors
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--task", "nope"], "unknown task 'nope'; valid tasks: ant, halfcheetah, hopper"),
+        (["train", "--algo", "residual_ppo"], "--algo residual_ppo customizes a prior: pass --prior RUN_DIR"),
+        (["train", "--algo", "soft_ppo", "--temperature", "-1"], "--temperature must be a finite number ≥ 0"),
+        (["train", "--algo", "kl_ppo", "--prior", "x", "--beta", "-0.5"], "--beta must be a finite number ≥ 0"),
+        (["train", "--steps", "10"], "--steps 10 is less than one chunk"),
+        (["train", "--num-minibatches", "5"], "not divisible by num_minibatches"),
+        (["train", "--algo", "soft_ppo", "--entropy-cost", "0.01"], "would count it twice"),
+        (["train", "--algo", "residual_ppo", "--prior", "/nonexistent/run"], "does not exist"),
+        (["evaluate", "/nonexistent/run"], "config.json is missing"),
+    ],
+)
+def test_bad_input_gets_a_message_and_exit_code_2(capsys, tmp_path, argv, message):
+    code, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_algorithm_is_refused_by_the_parser(capsys):
+    code, err = run_cli(capsys, "train", "--algo", "dqn")
+    assert code == 2
+    assert "residual_ppo" in err  # the valid choices are listed
+
+
+def test_prior_of_another_task_is_refused(capsys, prior_run):
+    prior_config, _ = prior_run
+    code, err = run_cli(capsys, "train", "--task", "hopper", "--algo", "residual_ppo", "--prior",
+                        str(prior_config.out))
+    assert code == 2
+    assert "action size 1, but task 'hopper' has action size 3" in err
+
+
+def test_unwritable_output_directory(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, err = run_cli(capsys, "train", "--out", str(blocker / "run"))
+    assert code == 2
+    assert "cannot create run directory" in err
+
+
+def test_console_script_exits_2_without_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "rpg_jax.cli", "train", "--task", "nope"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "unknown task 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
