@@ -1,0 +1,236 @@
+"""PPO training throughput against its ceiling and against Brax's own PPO, in one process, same settings.
+
+Rows:
+  env_only         the same env our agent steps, vmapped over num_envs, `lax.scan` of random actions (ceiling)
+  rpg_jax_ppo      our PPO (objective `ppo`), one jitted chunk of iterations at a time
+  rpg_jax_residual our Residual PPO: as above plus the prior's log-prob at every step
+  brax_ppo         brax.training.agents.ppo.train on the same base env, num_envs, unroll length,
+                   minibatches, epochs and network sizes (batch_size = num_envs / num_minibatches, so that
+                   one Brax training step is one of our iterations)
+
+Compile time is kept apart from steady state: ours is measured by compiling ahead of time, Brax's is its
+first epoch's time minus what that epoch would take at the steady rate. Writes
+benchmarks/results/ppo_throughput_<device>.json and prints a table.
+
+    python benchmarks/ppo_throughput.py --task inverted_pendulum
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rpg_jax import envs, normalization, objective
+from rpg_jax.agents import ppo
+from rpg_jax.networks import PolicySpec
+from rpg_jax.prior import Prior
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def device_name() -> str:
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        cpu = platform.processor() or "cpu"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        return f"cpu ({cpu}, {jax.local_device_count()} device(s), {__import__('os').cpu_count()} cores)"
+    return f"{device.platform} ({device.device_kind})"
+
+
+def device_slug() -> str:
+    device = jax.devices()[0]
+    return "cpu" if device.platform == "cpu" else device.device_kind.lower().replace(" ", "_")
+
+
+def bench_env_only(task: str, num_envs: int, unroll_length: int, repeats: int) -> dict:
+    env = envs.make(task)
+
+    @jax.jit
+    def rollout(state, key):
+        def step(state, key):
+            action = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            return jax.vmap(env.step)(state, action), None
+
+        return jax.lax.scan(step, state, jax.random.split(key, unroll_length))[0]
+
+    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
+    start = time.perf_counter()
+    compiled = rollout.lower(state, jax.random.PRNGKey(1)).compile()
+    compile_s = time.perf_counter() - start
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        state = jax.block_until_ready(compiled(state, jax.random.PRNGKey(i)))
+        times.append(time.perf_counter() - start)
+    return {"compile_s": compile_s, "steps_per_s": num_envs * unroll_length / statistics.median(times)}
+
+
+def bench_ours(task: str, config: ppo.Config, chunks: int, residual: bool) -> dict:
+    env = envs.make(task)
+    prior = None
+    obj = objective.ppo()
+    if residual:
+        spec = PolicySpec(env.observation_size, env.action_size, config.policy_hidden, config.activation)
+        prior = Prior(spec.init(jax.random.PRNGKey(7)), normalization.init(env.observation_size), spec, 0.05, task)
+        obj = objective.residual(0.05, 0.05)
+        config = ppo.Config(**{**config.__dict__, "init_from_prior": True})
+    agent = ppo.PPO(env, config, prior_spec=prior.spec if prior else None)
+    hyper = ppo.Hyper(objective=obj, entropy_cost=0.0 if residual else 1e-3)
+    state = jax.jit(agent.init)(jax.random.PRNGKey(0), hyper, prior)
+    start = time.perf_counter()
+    chunk = jax.jit(agent.chunk, donate_argnums=0).lower(state).compile()
+    compile_s = time.perf_counter() - start
+    steps = config.steps_per_iteration * config.iterations_per_chunk
+    rates = []
+    for _ in range(chunks):
+        start = time.perf_counter()
+        state, metrics = chunk(state)
+        jax.block_until_ready(metrics)
+        rates.append(steps / (time.perf_counter() - start))
+    return {"compile_s": compile_s, "steps_per_s": statistics.median(rates), "chunk_steps_per_s": rates}
+
+
+def _restore_device_put_replicated() -> None:
+    """Brax's PPO still calls jax.device_put_replicated, removed from jax (google/brax#671).
+
+    Stacks a copy per device on a leading axis laid out over a mesh whose axis is named 'i', the name
+    Brax's pmap uses (another name makes its evaluator recompile). Benchmark-only: rpg_jax never needs it.
+    """
+    if hasattr(jax, "device_put_replicated"):
+        return
+
+    def device_put_replicated(x, devices):
+        mesh = jax.sharding.Mesh(np.array(devices), ("i",))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("i"))
+        return jax.tree.map(lambda a: jax.device_put(jnp.stack([a] * len(devices)), sharding), x)
+
+    jax.device_put_replicated = device_put_replicated
+
+
+def bench_brax(task: str, config: ppo.Config, epochs: int) -> dict:
+    import flax.linen as nn
+    from brax.training.agents.ppo import networks as ppo_networks, train as ppo_train
+
+    _restore_device_put_replicated()
+    steps_per_epoch = config.steps_per_iteration * config.iterations_per_chunk
+    records = []
+
+    def progress(step, metrics):
+        if "training/sps" in metrics:
+            records.append((step, metrics["training/sps"], metrics["training/walltime"]))
+
+    network_factory = functools.partial(
+        ppo_networks.make_ppo_networks,
+        policy_hidden_layer_sizes=config.policy_hidden,
+        value_hidden_layer_sizes=config.value_hidden,
+        activation=nn.tanh,
+        state_dependent_std=True,
+    )
+    ppo_train.train(
+        environment=envs.get_task(task).make_base(),
+        num_timesteps=steps_per_epoch * epochs,
+        num_evals=epochs + 1,
+        num_eval_envs=16,
+        episode_length=envs.get_task(task).episode_length,
+        num_envs=config.num_envs,
+        batch_size=config.num_envs // config.num_minibatches,
+        num_minibatches=config.num_minibatches,
+        unroll_length=config.unroll_length,
+        num_updates_per_batch=config.update_epochs,
+        normalize_observations=True,
+        network_factory=network_factory,
+        learning_rate=3e-4,
+        entropy_cost=1e-3,
+        discounting=0.99,
+        max_grad_norm=1.0,
+        seed=0,
+        progress_fn=progress,
+    )
+    rates = [sps for _, sps, _ in records]
+    first_epoch_s = records[0][2]
+    steady = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
+    return {
+        "compile_s": first_epoch_s - steps_per_epoch / steady,
+        "steps_per_s": steady,
+        "epoch_steps_per_s": rates,
+        "steps_per_epoch_check": records[1][0] - records[0][0] if len(records) > 1 else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="inverted_pendulum")
+    parser.add_argument("--num-envs", type=int, default=64)
+    parser.add_argument("--unroll-length", type=int, default=16)
+    parser.add_argument("--num-minibatches", type=int, default=8)
+    parser.add_argument("--update-epochs", type=int, default=4)
+    parser.add_argument("--iterations-per-chunk", type=int, default=20)
+    parser.add_argument("--chunks", type=int, default=5, help="timed chunks (ours) / epochs (Brax)")
+    parser.add_argument("--policy-hidden", type=int, nargs="+", default=[32, 32])
+    parser.add_argument("--value-hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--skip-brax", action="store_true")
+    args = parser.parse_args()
+
+    config = ppo.Config(
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        num_minibatches=args.num_minibatches,
+        update_epochs=args.update_epochs,
+        policy_hidden=tuple(args.policy_hidden),
+        value_hidden=tuple(args.value_hidden),
+        iterations_per_chunk=args.iterations_per_chunk,
+    )
+    rows = {"env_only": bench_env_only(args.task, args.num_envs, args.unroll_length, 10 * args.chunks)}
+    rows["rpg_jax_ppo"] = bench_ours(args.task, config, args.chunks, residual=False)
+    rows["rpg_jax_residual_ppo"] = bench_ours(args.task, config, args.chunks, residual=True)
+    if not args.skip_brax:
+        rows["brax_ppo"] = bench_brax(args.task, config, args.chunks)
+
+    ceiling = rows["env_only"]["steps_per_s"]
+    ratios = {name: row["steps_per_s"] / ceiling for name, row in rows.items()}
+    if "brax_ppo" in rows:
+        ratios["rpg_jax_ppo_over_brax_ppo"] = rows["rpg_jax_ppo"]["steps_per_s"] / rows["brax_ppo"]["steps_per_s"]
+
+    device = device_name()
+    print(f"\nPPO throughput on {args.task}, {device}")
+    print(f"num_envs {args.num_envs}, unroll {args.unroll_length}, minibatches {args.num_minibatches}, "
+          f"epochs {args.update_epochs}, policy {args.policy_hidden}, value {args.value_hidden}\n")
+    print(f"| {'row':<22} | {'steps/s':>10} | {'compile s':>9} | {'of env-only':>11} |")
+    print(f"|{'-' * 24}|{'-' * 12}|{'-' * 11}|{'-' * 13}|")
+    for name, row in rows.items():
+        print(f"| {name:<22} | {row['steps_per_s']:>10,.0f} | {row['compile_s']:>9.1f} | {ratios[name]:>11.2f} |")
+    if "rpg_jax_ppo_over_brax_ppo" in ratios:
+        print(f"\nrpg_jax PPO / Brax PPO (steady steps/s): {ratios['rpg_jax_ppo_over_brax_ppo']:.2f}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"ppo_throughput_{device_slug()}.json"
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    existing[args.task] = {
+        "device": device,
+        "jax": jax.__version__,
+        "settings": vars(args),
+        "rows": rows,
+        "ratios": ratios,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    path.write_text(json.dumps(existing, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
