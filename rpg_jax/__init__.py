@@ -3,6 +3,14 @@
 The flat API users call; everything else is importable from its module.
 """
 
+import contextlib
+import io
+
+# mujoco.mjx prints "Failed to import warp" at import when the optional NVIDIA Warp backend is absent (always,
+# on a CPU machine); keep that line out of every command's output.
+with contextlib.redirect_stdout(io.StringIO()):
+    import mujoco.mjx  # noqa: F401
+
 from rpg_jax import envs, objective, tabular, train
 from rpg_jax.agents.ppo import PPO, Config as PPOConfig, Hyper as PPOHyper, gae_advantages
 from rpg_jax.errors import UserError
