@@ -10,6 +10,7 @@ from brax import envs as brax_envs
 from brax.envs.base import Env
 from brax.envs.wrappers.training import AutoResetWrapper, EpisodeWrapper
 
+from rpg_jax.envs.classic import CartPole, MountainCarContinuous
 from rpg_jax.envs.customization import AddonReward, CustomizationWrapper, FinalObservationWrapper
 from rpg_jax.errors import unknown_name
 
@@ -78,8 +79,27 @@ TASKS: dict[str, Task] = {
             1000,
             "walk forward while also moving sideways: r_R = −obs[14] = −v_y",
         ),
+        Task(
+            "cartpole",
+            CartPole,
+            lambda obs, action: -jnp.abs(obs[0]) / 2.4,
+            500,
+            "balance with the cart near the centre: r_R = −|x| / 2.4 (discrete actions)",
+        ),
+        Task(
+            "mountaincar",
+            MountainCarContinuous,
+            lambda obs, action: -0.1 * (action[0] < 0.0),
+            999,
+            "reach the goal pushing left less: r_R = −0.1·[a < 0]",
+        ),
     ]
 }
+
+
+def discrete_actions(env: Env) -> int | None:
+    """The number of discrete actions of an env, or None for a continuous action space."""
+    return getattr(env, "discrete_actions", None)
 
 
 def get_task(name: str) -> Task:
