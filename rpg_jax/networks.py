@@ -95,3 +95,49 @@ class ValueSpec:
 
     def value(self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array) -> chex.Array:
         return self.module.apply(params, normalization.normalize(normalizer, obs))[..., 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticSpec:
+    """An ensemble of `num` Q(s, a) MLPs on [obs, action] (SAC's twin critics), parameters stacked."""
+
+    obs_size: int
+    action_size: int
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    num: int = 2
+
+    @property
+    def module(self) -> MLP:
+        return MLP(self.hidden, 1, self.activation)
+
+    def init(self, key: chex.PRNGKey) -> Any:
+        dummy = jnp.zeros((1, self.obs_size + self.action_size))
+        return jax.vmap(lambda k: self.module.init(k, dummy))(jax.random.split(key, self.num))
+
+    def q_values(self, params: Any, obs: chex.Array, action: chex.Array) -> chex.Array:
+        """Shape (num, ...batch)."""
+        x = jnp.concatenate([obs, action], axis=-1)
+        return jax.vmap(lambda p: self.module.apply(p, x)[..., 0])(params)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteQSpec:
+    """Q(s, ·) over `num_actions` discrete actions. `zero_last` starts the output at exactly zero, so a
+    residual Q_R starts with the customized policy equal to the prior (SPEC.md §3.3)."""
+
+    obs_size: int
+    num_actions: int
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    zero_last: bool = False
+
+    @property
+    def module(self) -> MLP:
+        return MLP(self.hidden, self.num_actions, self.activation, final_scale=0.0 if self.zero_last else 1.0)
+
+    def init(self, key: chex.PRNGKey) -> Any:
+        return self.module.init(key, jnp.zeros((1, self.obs_size)))
+
+    def q_values(self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array) -> chex.Array:
+        return self.module.apply(params, normalization.normalize(normalizer, obs))

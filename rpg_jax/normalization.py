@@ -14,7 +14,8 @@ CLIP = 10.0
 class Normalizer:
     """Running statistics of observations (Chan et al.'s parallel Welford update).
 
-    `count == 0` means "never updated": normalize() then only clips.
+    `count == 0` means "never updated" (agents that do not normalize, such as SAC and DQN, keep it so):
+    normalize() is then the identity.
     """
 
     mean: chex.Array
@@ -46,4 +47,4 @@ def update(normalizer: Normalizer, batch: chex.Array) -> Normalizer:
 
 def normalize(normalizer: Normalizer, obs: chex.Array) -> chex.Array:
     std = jnp.sqrt(jnp.maximum(normalizer.var, STD_MIN**2))
-    return jnp.clip((obs - normalizer.mean) / std, -CLIP, CLIP)
+    return jnp.where(normalizer.count > 0, jnp.clip((obs - normalizer.mean) / std, -CLIP, CLIP), obs)

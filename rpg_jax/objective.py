@@ -75,6 +75,22 @@ def full(basic_weight: float = 1.0) -> Objective:
     return _objective(basic_weight, 1.0, 0.0, 0.0)
 
 
+def reward_terms(objective: Objective, reward_basic: chex.Array, reward_addon: chex.Array) -> chex.Array:
+    """c_basic·r + c_addon·r_R: the part of r̃ the environment pays."""
+    return objective.basic_weight * reward_basic + objective.addon_weight * reward_addon
+
+
+def log_prob_terms(objective: Objective, log_prob_prior: chex.Array, log_prob_policy: chex.Array) -> chex.Array:
+    """ω'·log π_prior(a|s) − α̂·log π_θ(a|s): the part of r̃ the policies pay.
+
+    A zero weight removes its term exactly (not 0·x, which is NaN for x = −inf), so greedy and PPO objectives
+    are untouched by a missing prior. SAC and DQN add this term at the *next* state inside their targets.
+    """
+    prior_term = jnp.where(objective.prior_weight == 0.0, 0.0, objective.prior_weight * log_prob_prior)
+    entropy_term = jnp.where(objective.temperature == 0.0, 0.0, objective.temperature * log_prob_policy)
+    return prior_term - entropy_term
+
+
 def shaped_reward(
     objective: Objective,
     reward_basic: chex.Array,
@@ -84,16 +100,10 @@ def shaped_reward(
 ) -> chex.Array:
     """r̃ = c_basic·r + c_addon·r_R + ω'·log π_prior(a|s) − α̂·log π_θ(a|s), elementwise.
 
-    The log-probabilities are those of the behaviour policy at rollout time (PPO) or target terms (SAC/DQN);
-    callers pass constants where the paper treats them as constants. A zero weight removes its term exactly
-    (not 0·x, which is NaN for x = −inf), so greedy and PPO objectives are untouched by a missing prior.
+    The log-probabilities are those of the behaviour policy at rollout time in PPO: constants, never
+    differentiated (SPEC.md §6).
     """
     chex.assert_equal_shape([reward_basic, reward_addon, log_prob_prior, log_prob_policy])
-    prior_term = jnp.where(objective.prior_weight == 0.0, 0.0, objective.prior_weight * log_prob_prior)
-    entropy_term = jnp.where(objective.temperature == 0.0, 0.0, objective.temperature * log_prob_policy)
-    return (
-        objective.basic_weight * reward_basic
-        + objective.addon_weight * reward_addon
-        + prior_term
-        - entropy_term
+    return reward_terms(objective, reward_basic, reward_addon) + log_prob_terms(
+        objective, log_prob_prior, log_prob_policy
     )

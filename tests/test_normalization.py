@@ -18,6 +18,11 @@ def test_running_statistics_equal_batch_statistics():
     np.testing.assert_allclose(z.std(0), 1.0, atol=1e-3)
 
 
-def test_fresh_normalizer_is_identity_inside_the_clip():
+def test_fresh_normalizer_is_the_identity():
     x = np.array([[0.5, -3.0, 20.0]])
-    np.testing.assert_allclose(normalization.normalize(normalization.init(3), x), [[0.5, -3.0, 10.0]])
+    np.testing.assert_allclose(normalization.normalize(normalization.init(3), x), x)
+
+
+def test_normalized_observations_are_clipped():
+    norm = normalization.update(normalization.init(1), np.array([[-1.0], [1.0]]))
+    np.testing.assert_allclose(normalization.normalize(norm, np.array([[50.0]])), [[normalization.CLIP]])

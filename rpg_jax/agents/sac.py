@@ -1,0 +1,337 @@
+"""SAC and Residual SAC (Li et al., 2023, Residual Q-Learning; SPEC.md §3.2), many envs per step, in lax.scan.
+
+With the Objective's reward view the two are one algorithm:
+
+  critic target  y = c_b·r + c_a·r_R + γ(1 − term)·[min_j Q̄_j(s', a') + ω'·log π_prior(a'|s') − α̂·log π̂(a'|s')]
+  actor loss     E[α̂·log π̂(a|s) − ω'·log π_prior(a|s) − min_j Q_j(s, a)],   a ~ π̂(·|s) reparameterized
+  temperature    −log α̂ · stop_grad(log π̂(a|s) + H_target)           (optional: `learn_temperature`)
+
+ω' = 0 and (c_b, c_a) = (1, 0) is plain SAC. The prior's log-prob is taken at the policy's own pre-tanh sample,
+so its gradient flows through the action into log π_prior while the prior's parameters stay frozen; it is
+clipped from below (prior.LOG_PROB_MIN). Time limits bootstrap, terminals do not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from brax.envs.base import Env
+from flax import struct
+
+from rpg_jax import normalization, objective as objective_lib, replay as replay_lib
+from rpg_jax.networks import CriticSpec, PolicySpec
+from rpg_jax.prior import Prior
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static settings (shapes and structure).
+
+    Attributes:
+      num_envs: parallel environments; an iteration steps each once.
+      batch_size: transitions per gradient update.
+      replay_capacity: transitions the ring buffer holds.
+      updates_per_iteration: gradient updates per iteration (update-to-data ratio × num_envs).
+      warmup_steps: env steps of uniform random actions before the policy acts and learning starts.
+      warmup_action_hold: mean number of steps a warmup random action is held (geometric); 1 is i.i.d.
+        noise. Held actions explore where dithering cannot, e.g. climbing mountaincar's hill.
+      policy_hidden: actor widths (ignored when starting from the prior).
+      critic_hidden: critic widths.
+      learn_temperature: learn α̂ (SAC's automatic entropy tuning) instead of keeping the Objective's.
+      init_from_prior: start the actor from the prior's weights (the official code starts fresh).
+      iterations_per_chunk: iterations fused into one jitted `lax.scan`.
+    """
+
+    num_envs: int = 8
+    batch_size: int = 256
+    replay_capacity: int = 100_000
+    updates_per_iteration: int = 8
+    warmup_steps: int = 1_000
+    warmup_action_hold: int = 1
+    policy_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    learn_temperature: bool = False
+    init_from_prior: bool = False
+    iterations_per_chunk: int = 100
+
+    def __post_init__(self):
+        if min(self.num_envs, self.batch_size, self.replay_capacity, self.updates_per_iteration) < 1:
+            raise ValueError(f"sizes must be positive: {self}")
+        if self.replay_capacity < self.num_envs:
+            raise ValueError("replay_capacity must hold at least one iteration's num_envs transitions")
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.num_envs
+
+
+@struct.dataclass
+class Hyper:
+    """Traced hyperparameters. `objective.temperature` is α̂ (its initial value when learned).
+
+    `prior_weight_warmup_factor` multiplies ω' during the first `prior_weight_warmup_steps` env steps (the
+    official code's warm start: ×10).
+    """
+
+    objective: objective_lib.Objective
+    learning_rate: chex.Array = 3e-4
+    discount: chex.Array = 0.99
+    tau: chex.Array = 0.005
+    target_entropy: chex.Array = -1.0
+    prior_weight_warmup_factor: chex.Array = 1.0
+    prior_weight_warmup_steps: chex.Array = 0.0
+
+
+@struct.dataclass
+class TrainState:
+    params: Any  # {"policy", "critic", "target_critic", "log_temperature"}
+    opt_state: Any  # {"policy", "critic", "temperature"}
+    normalizer: normalization.Normalizer  # never updated: the identity, kept so any run is a prior
+    replay: replay_lib.Replay
+    env_state: Any
+    last_action: chex.Array  # per env: the warmup action being held
+    key: chex.PRNGKey
+    env_steps: chex.Array
+    iteration: chex.Array
+    hyper: Hyper
+    prior: Prior | None
+
+
+@struct.dataclass
+class Transition:
+    obs: chex.Array
+    action: chex.Array  # squashed, in [−1, 1]
+    reward_basic: chex.Array
+    reward_addon: chex.Array
+    next_obs: chex.Array  # reached, before any auto-reset
+    termination: chex.Array
+    truncation: chex.Array
+
+
+def effective_objective(hyper: Hyper, log_temperature: chex.Array, env_steps: chex.Array, learned: bool):
+    """The Objective in force now: learned α̂ if any, ω' scaled during its warm start."""
+    obj = hyper.objective
+    warm = env_steps < hyper.prior_weight_warmup_steps
+    obj = obj.replace(prior_weight=obj.prior_weight * jnp.where(warm, hyper.prior_weight_warmup_factor, 1.0))
+    if learned:
+        obj = obj.replace(temperature=jnp.exp(log_temperature))
+    return obj
+
+
+def _prior_log_prob(prior: Prior | None, obs: chex.Array, u: chex.Array, like: chex.Array) -> chex.Array:
+    return jnp.zeros_like(like) if prior is None else prior.log_prob_pre_tanh(obs, u)
+
+
+def critic_loss(
+    critic_params, target_params, policy_params, normalizer, prior, batch: Transition, key, objective, *,
+    policy_spec: PolicySpec, critic_spec: CriticSpec, discount,
+) -> tuple[chex.Array, dict]:
+    """½·Σ_j E[(Q_j(s, a) − y)²] with the residual soft target y (module docstring)."""
+    dist = policy_spec.distribution(policy_params, normalizer, batch.next_obs)
+    u_next = dist.sample_pre_tanh(key)
+    log_prob_next = dist.log_prob_pre_tanh(u_next)
+    log_prob_prior_next = _prior_log_prob(prior, batch.next_obs, u_next, log_prob_next)
+    q_next = critic_spec.q_values(target_params, batch.next_obs, jnp.tanh(u_next)).min(0)
+    soft_next = q_next + objective_lib.log_prob_terms(objective, log_prob_prior_next, log_prob_next)
+    target = objective_lib.reward_terms(objective, batch.reward_basic, batch.reward_addon)
+    target = jax.lax.stop_gradient(target + discount * (1.0 - batch.termination) * soft_next)
+    q = critic_spec.q_values(critic_params, batch.obs, batch.action)
+    loss = 0.5 * jnp.sum(jnp.mean((q - target) ** 2, axis=-1))
+    return loss, {"critic_loss": loss, "q": jnp.mean(q), "target": jnp.mean(target)}
+
+
+def actor_loss(
+    policy_params, critic_params, normalizer, prior, obs, key, objective, *,
+    policy_spec: PolicySpec, critic_spec: CriticSpec,
+) -> tuple[chex.Array, dict]:
+    """E[α̂·log π̂(a|s) − ω'·log π_prior(a|s) − min_j Q_j(s, a)], a reparameterized; critics held fixed."""
+    dist = policy_spec.distribution(policy_params, normalizer, obs)
+    u = dist.sample_pre_tanh(key)
+    log_prob = dist.log_prob_pre_tanh(u)
+    log_prob_prior = _prior_log_prob(prior, obs, u, log_prob)
+    q = critic_spec.q_values(jax.lax.stop_gradient(critic_params), obs, jnp.tanh(u)).min(0)
+    loss = -jnp.mean(objective_lib.log_prob_terms(objective, log_prob_prior, log_prob) + q)
+    return loss, {"actor_loss": loss, "log_prob": jnp.mean(log_prob), "log_prob_prior": jnp.mean(log_prob_prior)}
+
+
+def temperature_loss(log_temperature, log_prob, target_entropy) -> chex.Array:
+    """−log α̂ · (log π̂ + H_target), the log-prob held constant."""
+    return -jnp.mean(log_temperature * jax.lax.stop_gradient(log_prob + target_entropy))
+
+
+class SAC:
+    """The static half: env, config, network specs and optimizers. `init` and `iteration` are pure."""
+
+    def __init__(self, env: Env, config: Config, prior_spec: PolicySpec | None = None):
+        if config.init_from_prior and prior_spec is None:
+            raise ValueError("init_from_prior needs the prior's PolicySpec")
+        self.env = env
+        self.config = config
+        obs_size, action_size = env.observation_size, env.action_size
+        self.policy_spec = (
+            prior_spec if config.init_from_prior else PolicySpec(obs_size, action_size, config.policy_hidden, "relu")
+        )
+        self.critic_spec = CriticSpec(obs_size, action_size, config.critic_hidden)
+        self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
+
+    def _init_opt(self, params, learning_rate):
+        opt_state = self.optimizer.init(params)
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+        return opt_state
+
+    def init(self, key: chex.PRNGKey, hyper: Hyper, prior: Prior | None = None) -> TrainState:
+        key_policy, key_critic, key_env, key = jax.random.split(key, 4)
+        obs_size = self.env.observation_size
+        if self.config.init_from_prior:
+            policy_params, normalizer = prior.params, prior.normalizer
+        else:
+            policy_params, normalizer = self.policy_spec.init(key_policy), normalization.init(obs_size)
+        critic_params = self.critic_spec.init(key_critic)
+        log_temperature = jnp.log(jnp.maximum(jnp.asarray(hyper.objective.temperature, jnp.float32), 1e-8))
+        params = {
+            "policy": policy_params,
+            "critic": critic_params,
+            "target_critic": critic_params,
+            "log_temperature": log_temperature,
+        }
+        opt_state = {
+            "policy": self._init_opt(policy_params, hyper.learning_rate),
+            "critic": self._init_opt(critic_params, hyper.learning_rate),
+            "temperature": self._init_opt(log_temperature, hyper.learning_rate),
+        }
+        example = Transition(
+            obs=jnp.zeros(obs_size), action=jnp.zeros(self.env.action_size), reward_basic=jnp.zeros(()),
+            reward_addon=jnp.zeros(()), next_obs=jnp.zeros(obs_size), termination=jnp.zeros(()),
+            truncation=jnp.zeros(()),
+        )
+        state = TrainState(
+            params=params,
+            opt_state=opt_state,
+            normalizer=normalizer,
+            replay=replay_lib.init(self.config.replay_capacity, example),
+            env_state=jax.vmap(self.env.reset)(jax.random.split(key_env, self.config.num_envs)),
+            last_action=jnp.zeros((self.config.num_envs, self.env.action_size)),
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            iteration=jnp.zeros((), jnp.int32),
+            hyper=hyper,
+            prior=prior,
+        )
+        # Aliased leaves (reset obs in info, target = online critic, prior = actor) would break donation.
+        return jax.tree.map(jnp.copy, state)
+
+    def _act(self, state: TrainState, key: chex.PRNGKey) -> chex.Array:
+        key_policy, key_random, key_hold = jax.random.split(key, 3)
+        obs = state.env_state.obs
+        dist = self.policy_spec.distribution(state.params["policy"], state.normalizer, obs)
+        policy_action = jnp.tanh(dist.sample_pre_tanh(key_policy))
+        fresh = jax.random.uniform(key_random, policy_action.shape, minval=-1.0, maxval=1.0)
+        resample = jax.random.uniform(key_hold, (self.config.num_envs, 1)) < 1.0 / self.config.warmup_action_hold
+        random_action = jnp.where(resample, fresh, state.last_action)
+        return jnp.where(state.env_steps < self.config.warmup_steps, random_action, policy_action)
+
+    def _gradient_step(self, carry, key, *, replay, normalizer, prior, hyper, env_steps):
+        params, opt_state = carry
+        key_batch, key_critic, key_actor = jax.random.split(key, 3)
+        batch = replay_lib.sample(replay, key_batch, self.config.batch_size)
+        objective = effective_objective(hyper, params["log_temperature"], env_steps, self.config.learn_temperature)
+        specs = dict(policy_spec=self.policy_spec, critic_spec=self.critic_spec)
+
+        grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
+            params["critic"], params["target_critic"], params["policy"], normalizer, prior, batch, key_critic,
+            objective, discount=hyper.discount, **specs,
+        )
+        updates, critic_opt = self.optimizer.update(grads, opt_state["critic"])
+        critic = optax.apply_updates(params["critic"], updates)
+
+        grads, actor_metrics = jax.grad(actor_loss, has_aux=True)(
+            params["policy"], critic, normalizer, prior, batch.obs, key_actor, objective, **specs
+        )
+        updates, policy_opt = self.optimizer.update(grads, opt_state["policy"])
+        policy = optax.apply_updates(params["policy"], updates)
+
+        log_temperature, temperature_opt = params["log_temperature"], opt_state["temperature"]
+        if self.config.learn_temperature:
+            grad = jax.grad(temperature_loss)(log_temperature, actor_metrics["log_prob"], hyper.target_entropy)
+            updates, temperature_opt = self.optimizer.update(grad, temperature_opt)
+            log_temperature = optax.apply_updates(log_temperature, updates)
+
+        params = {
+            "policy": policy,
+            "critic": critic,
+            "target_critic": optax.incremental_update(critic, params["target_critic"], hyper.tau),
+            "log_temperature": log_temperature,
+        }
+        opt_state = {"policy": policy_opt, "critic": critic_opt, "temperature": temperature_opt}
+        metrics = {**critic_metrics, **actor_metrics, "temperature": objective.temperature}
+        return (params, opt_state), metrics
+
+    def iteration(self, state: TrainState) -> tuple[TrainState, dict]:
+        """Step every env once, store the transitions, then `updates_per_iteration` gradient updates."""
+        config, hyper = self.config, state.hyper
+        key_act, key_update, key_next = jax.random.split(state.key, 3)
+        action = self._act(state, key_act)
+        next_state = jax.vmap(self.env.step)(state.env_state, action)
+        truncation = next_state.info["truncation"]
+        transition = Transition(
+            obs=state.env_state.obs,
+            action=action,
+            reward_basic=next_state.metrics["reward_basic"],
+            reward_addon=next_state.metrics["reward_addon"],
+            next_obs=next_state.info["final_obs"],
+            termination=next_state.done * (1.0 - truncation),
+            truncation=truncation,
+        )
+        replay = replay_lib.add(state.replay, transition)
+        env_steps = state.env_steps + config.steps_per_iteration
+
+        step = lambda carry, key: self._gradient_step(  # noqa: E731
+            carry, key, replay=replay, normalizer=state.normalizer, prior=state.prior, hyper=hyper,
+            env_steps=env_steps,
+        )
+        keys = jax.random.split(key_update, config.updates_per_iteration)
+
+        def learn(carry):
+            carry, metrics = jax.lax.scan(step, carry, keys)
+            return carry, jax.tree.map(jnp.mean, metrics)
+
+        def wait(carry):
+            # Same structure as `learn`, no computation: evaluated only while the buffer fills.
+            _, shapes = jax.eval_shape(learn, carry)
+            return carry, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
+        ready = (env_steps >= config.warmup_steps) & (replay.size >= config.batch_size)
+        (params, opt_state), metrics = jax.lax.cond(ready, learn, wait, (state.params, state.opt_state))
+
+        done = next_state.done
+        episode = next_state.info["episode_metrics"]
+        metrics = {
+            **metrics,
+            "reward_basic": jnp.mean(transition.reward_basic),
+            "reward_addon": jnp.mean(transition.reward_addon),
+            "episodes": jnp.sum(done),
+            "episode_basic_return": jnp.sum(episode["reward_basic"] * done) / jnp.maximum(jnp.sum(done), 1.0),
+            "episode_addon_return": jnp.sum(episode["reward_addon"] * done) / jnp.maximum(jnp.sum(done), 1.0),
+        }
+        new_state = state.replace(
+            params=params,
+            opt_state=opt_state,
+            replay=replay,
+            env_state=next_state,
+            last_action=action,
+            key=key_next,
+            env_steps=env_steps,
+            iteration=state.iteration + 1,
+        )
+        return new_state, metrics
+
+    def chunk(self, state: TrainState) -> tuple[TrainState, dict]:
+        return jax.lax.scan(lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_chunk)
+
+    def act(self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array) -> chex.Array:
+        return self.policy_spec.distribution(params["policy"], normalizer, obs).mode()
