@@ -14,7 +14,8 @@ def chunk_summary(metrics: dict[str, Any]) -> dict[str, float]:
     """Reduces a chunk's stacked per-iteration metrics (leading axis: iteration) to one float each.
 
     Episode returns are averaged over the episodes that ended, not over iterations: an iteration in which no
-    episode ended reports 0 and must not pull the mean down.
+    episode ended reports 0 and must not pull the mean down. Other metrics are NaN in iterations that did not
+    compute them (an off-policy agent filling its replay) and are averaged over the rest.
     """
     metrics = {k: np.asarray(v) for k, v in metrics.items()}
     episodes = metrics.get("episodes")
@@ -25,8 +26,10 @@ def chunk_summary(metrics: dict[str, Any]) -> dict[str, float]:
             out[name] = float((values * episodes).sum() / total) if total > 0 else float("nan")
         elif name == "episodes":
             out[name] = float(values.sum())
+        elif np.all(np.isnan(values)):
+            out[name] = float("nan")
         else:
-            out[name] = float(values.mean())
+            out[name] = float(np.nanmean(values))
     return out
 
 
@@ -55,9 +58,11 @@ def progress_line(record: dict[str, Any]) -> str:
         v = record.get(name)
         return "    n/a" if v is None or not np.isfinite(v) else f"{v:7.1f}"
 
-    return (
+    line = (
         f"[{record['chunk']:>3}/{record['chunks']}] steps {record['env_steps']:>10,d}"
         f" | {record['steps_per_s']:>8,.0f} steps/s"
         f" | episode basic {fmt('episode_basic_return')} add-on {fmt('episode_addon_return')}"
-        f" | shaped r {record.get('shaped_reward', float('nan')):+.3f}"
     )
+    if "shaped_reward" in record:
+        line += f" | shaped r {record['shaped_reward']:+.3f}"
+    return line

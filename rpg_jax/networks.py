@@ -71,11 +71,11 @@ class PolicySpec:
         return distributions.TanhNormal(loc, jax.nn.softplus(raw_scale) + self.min_scale)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"kind": "tanh_normal", **dataclasses.asdict(self)}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "PolicySpec":
-        return cls(**{**d, "hidden": tuple(d["hidden"])})
+    @property
+    def discrete_actions(self) -> None:
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,3 +141,54 @@ class DiscreteQSpec:
 
     def q_values(self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array) -> chex.Array:
         return self.module.apply(params, normalization.normalize(normalizer, obs))
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftQPolicySpec:
+    """A discrete policy stored as soft Q-values: π(·|s) = softmax((Q(s,·) + ω'·log π_base(·|s)) / α̂).
+
+    What a soft DQN (ω' = 0) or residual soft DQN run leaves behind; `prior_weight` ≠ 0 means the policy also
+    needs the base prior it customized.
+    """
+
+    obs_size: int
+    num_actions: int
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    temperature: float = 1.0
+    prior_weight: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not self.temperature > 0:
+            raise ValueError(f"a soft-Q policy needs a positive temperature, got {self.temperature}")
+
+    @property
+    def q_spec(self) -> DiscreteQSpec:
+        return DiscreteQSpec(self.obs_size, self.num_actions, self.hidden, self.activation)
+
+    @property
+    def action_size(self) -> int:
+        return 1
+
+    @property
+    def discrete_actions(self) -> int:
+        return self.num_actions
+
+    def init(self, key: chex.PRNGKey) -> Any:
+        return self.q_spec.init(key)
+
+    def to_dict(self) -> dict:
+        return {"kind": "soft_q", **dataclasses.asdict(self)}
+
+
+POLICY_SPECS = {"tanh_normal": PolicySpec, "soft_q": SoftQPolicySpec}
+
+
+def policy_spec_from_dict(d: dict) -> PolicySpec | SoftQPolicySpec:
+    """Rebuilds a spec written by `to_dict` (files without "kind" are tanh-normal policies)."""
+    d = dict(d)
+    kind = d.pop("kind", "tanh_normal")
+    if kind not in POLICY_SPECS:
+        raise ValueError(f"unknown policy kind {kind!r}; valid: {sorted(POLICY_SPECS)}")
+    return POLICY_SPECS[kind](**{**d, "hidden": tuple(d["hidden"])})

@@ -107,3 +107,13 @@ def shaped_reward(
     return reward_terms(objective, reward_basic, reward_addon) + log_prob_terms(
         objective, log_prob_prior, log_prob_policy
     )
+
+
+def boltzmann_logits(objective: Objective, q_values: chex.Array, log_prob_prior: chex.Array) -> chex.Array:
+    """Logits (Q(s,·) + ω'·log π_prior(·|s)) / α̂ of the customized discrete policy (SPEC.md §3.3).
+
+    α̂·logsumexp of these logits is the soft value E_π̂[Q + ω'·log π_prior − α̂·log π̂] that the residual soft
+    Bellman target bootstraps from. α̂ must be positive.
+    """
+    prior_term = jnp.where(objective.prior_weight == 0.0, 0.0, objective.prior_weight * log_prob_prior)
+    return (q_values + prior_term) / objective.temperature

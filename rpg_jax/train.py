@@ -1,7 +1,9 @@
 """The outer loop: build a task, an objective and an agent; run jitted chunks; log, evaluate, save a run.
 
 The host touches the training state only between chunks (metrics out, progress printed); everything else
-happens inside one compiled program per chunk.
+happens inside one compiled program per chunk. Three agent families share this loop: PPO (`agents.ppo`),
+SAC (`agents.sac`) and DQN (`agents.dqn`); an `Algorithm` says which family, which Objective and how the
+prior is used.
 """
 
 from __future__ import annotations
@@ -19,11 +21,93 @@ import jax.numpy as jnp
 import numpy as np
 
 from rpg_jax import checkpoint, envs, evaluation, objective as objective_lib, prior as prior_lib
-from rpg_jax.agents import ppo
+from rpg_jax.agents import dqn, ppo, sac
 from rpg_jax.errors import UserError, unknown_name
 from rpg_jax.logging import MetricsWriter, chunk_summary
+from rpg_jax.networks import SoftQPolicySpec
 
-AlgoName = Literal["ppo", "soft_ppo", "residual_ppo", "kl_ppo", "greedy_ppo", "full_ppo"]
+AlgoName = Literal[
+    "ppo", "soft_ppo", "residual_ppo", "kl_ppo", "greedy_ppo", "full_ppo",
+    "sac", "residual_sac", "soft_dqn", "residual_dqn",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOOptions:
+    """PPO-family settings (`--ppo.*`)."""
+
+    unroll_length: int = 16
+    """Rollout length per iteration."""
+    num_minibatches: int = 8
+    """Minibatches per epoch."""
+    update_epochs: int = 4
+    """Epochs per rollout."""
+    value_hidden: tuple[int, ...] = (64, 64)
+    """Critic widths."""
+    gae_lambda: float = 0.95
+    """GAE λ."""
+    clip_epsilon: float = 0.2
+    """PPO ratio clip ε."""
+    entropy_cost: float | None = None
+    """Entropy bonus in the loss (default 1e-3 for ppo/greedy/full; refused for soft/residual/KL)."""
+    reward_scale: float = 0.1
+    """Multiplies the shaped reward before GAE (ω' and α̂ are reported unscaled)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SACOptions:
+    """SAC-family settings (`--sac.*`)."""
+
+    batch_size: int = 512
+    """Transitions per gradient update."""
+    replay_capacity: int = 100_000
+    """Replay size."""
+    updates_per_iteration: int = 4
+    """Gradient updates per iteration (each iteration steps every env once)."""
+    warmup_steps: int = 20_000
+    """Env steps of random actions before learning."""
+    warmup_action_hold: int = 50
+    """Mean steps a random warmup action is held (1: i.i.d. noise)."""
+    critic_hidden: tuple[int, ...] = (64, 64)
+    """Critic widths."""
+    tau: float = 0.01
+    """Polyak step of the target critics."""
+    learn_temperature: bool = False
+    """Learn α̂ towards entropy −dim(A) instead of keeping --temperature."""
+    init_from_prior: bool = False
+    """Residual SAC: start the actor from the prior's weights (the official code starts fresh)."""
+    prior_weight_warmup_factor: float = 1.0
+    """Multiply ω' by this during the first --sac.prior-weight-warmup-steps (official code: 10)."""
+    prior_weight_warmup_steps: int = 0
+    """Env steps of the ω' warm start."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNOptions:
+    """DQN-family settings (`--dqn.*`)."""
+
+    batch_size: int = 64
+    """Transitions per gradient update."""
+    replay_capacity: int = 100_000
+    """Replay size."""
+    updates_per_iteration: int = 4
+    """Gradient updates per iteration."""
+    warmup_steps: int = 1_000
+    """Env steps before learning."""
+    q_hidden: tuple[int, ...] = (64, 64)
+    """Q-network widths."""
+    target_update_period: int = 50
+    """Gradient updates between target updates."""
+    tau: float = 1.0
+    """Target update step (1: hard copy)."""
+    epsilon_start: float = 1.0
+    """Initial ε of ε-uniform exploration."""
+    epsilon_end: float = 0.04
+    """Final ε."""
+    exploration_steps: int = 16_000
+    """Env steps over which ε decays linearly."""
+    max_grad_norm: float = 10.0
+    """Global gradient-norm clip."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,37 +123,22 @@ class RunConfig:
     prior_weight: float | None = None
     """ω', weight of log π_prior in the reward (default: the prior's temperature α, i.e. ω = 1)."""
     temperature: float | None = None
-    """α̂, entropy weight of the trained policy (default: the prior's α for residual_ppo, 0.05 for soft_ppo)."""
+    """α̂, entropy weight of the trained policy (default: the prior's α for residual algorithms; 0.05 for
+    soft_ppo, 0.1 for sac and soft_dqn)."""
     beta: float = 0.05
     """β of KL PPO (ω' = α̂ = β)."""
     steps: int = 300_000
     """Environment steps to train for (rounded up to whole chunks)."""
-    num_envs: int = 64
-    """Parallel environments."""
-    unroll_length: int = 16
-    """Rollout length per iteration."""
-    num_minibatches: int = 8
-    """Minibatches per epoch."""
-    update_epochs: int = 4
-    """Epochs per rollout."""
-    policy_hidden: tuple[int, ...] = (32, 32)
-    """Actor widths (a prior's own widths when starting from it)."""
-    value_hidden: tuple[int, ...] = (64, 64)
-    """Critic widths."""
-    learning_rate: float = 1e-3
-    """Adam learning rate."""
+    num_envs: int | None = None
+    """Parallel environments (default: 64 for PPO, 16 for SAC, 8 for DQN)."""
+    learning_rate: float | None = None
+    """Adam learning rate (default: 1e-3 for PPO and DQN, 3e-4 for SAC)."""
     discount: float = 0.99
     """γ."""
-    gae_lambda: float = 0.95
-    """GAE λ."""
-    clip_epsilon: float = 0.2
-    """PPO ratio clip ε."""
-    entropy_cost: float | None = None
-    """Entropy bonus in the loss (default 1e-3 for ppo/greedy/full; refused for soft/residual/KL)."""
-    reward_scale: float = 0.1
-    """Multiplies the shaped reward before GAE (ω' and α̂ are reported unscaled)."""
-    iterations_per_chunk: int = 20
-    """Iterations per jitted chunk; progress is printed once per chunk."""
+    policy_hidden: tuple[int, ...] | None = None
+    """Actor widths (default 32×32 for PPO, 64×64 for SAC; a prior's own when starting from it)."""
+    iterations_per_chunk: int | None = None
+    """Iterations per jitted chunk; progress is printed once per chunk (default: 20 PPO, 250 SAC, 500 DQN)."""
     eval_episodes: int = 16
     """Deterministic evaluation episodes at the end."""
     seed: int = 0
@@ -78,26 +147,43 @@ class RunConfig:
     """Run directory (default runs/<task>-<algo>-s<seed>)."""
     quiet: bool = False
     """Print no progress."""
+    ppo: PPOOptions = PPOOptions()
+    sac: SACOptions = SACOptions()
+    dqn: DQNOptions = DQNOptions()
+
+
+FAMILY_DEFAULTS = {
+    "ppo": dict(num_envs=64, learning_rate=1e-3, policy_hidden=(32, 32), iterations_per_chunk=20),
+    "sac": dict(num_envs=16, learning_rate=3e-4, policy_hidden=(64, 64), iterations_per_chunk=250),
+    "dqn": dict(num_envs=8, learning_rate=1e-3, policy_hidden=(64, 64), iterations_per_chunk=500),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
-    """How an algorithm name maps onto an agent: its objective, its use of the prior, its entropy bonus."""
+    """How an algorithm name maps onto an agent: family, objective, use of the prior, entropy bonus."""
 
+    family: Literal["ppo", "sac", "dqn"]
     make_objective: Callable[[RunConfig, prior_lib.Prior | None], objective_lib.Objective]
     needs_prior: bool = False
     init_from_prior: bool = False
     entropy_bonus: bool = False
 
+    @property
+    def discrete(self) -> bool:
+        return self.family == "dqn"
 
-def _soft_temperature(run: RunConfig, prior) -> float:
-    return 0.05 if run.temperature is None else run.temperature
+
+def _soft_objective(default_temperature: float):
+    return lambda run, prior: objective_lib.soft(
+        default_temperature if run.temperature is None else run.temperature
+    )
 
 
 def _residual_objective(run: RunConfig, prior: prior_lib.Prior) -> objective_lib.Objective:
     if prior.temperature == 0.0 and (run.prior_weight is None or run.temperature is None):
         raise UserError(
-            f"the prior was trained without an entropy term (α = 0), so ω' and α̂ have no default: "
+            "the prior was trained without an entropy term (α = 0), so ω' and α̂ have no default: "
             "pass --prior-weight and --temperature"
         )
     weight = prior.temperature if run.prior_weight is None else run.prior_weight
@@ -106,15 +192,25 @@ def _residual_objective(run: RunConfig, prior: prior_lib.Prior) -> objective_lib
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm(lambda run, prior: objective_lib.ppo(), entropy_bonus=True),
-    "soft_ppo": Algorithm(lambda run, prior: objective_lib.soft(_soft_temperature(run, prior))),
-    "residual_ppo": Algorithm(_residual_objective, needs_prior=True, init_from_prior=True),
-    "kl_ppo": Algorithm(lambda run, prior: objective_lib.kl(run.beta), needs_prior=True, init_from_prior=True),
+    "ppo": Algorithm("ppo", lambda run, prior: objective_lib.ppo(), entropy_bonus=True),
+    "soft_ppo": Algorithm("ppo", _soft_objective(0.05)),
+    "residual_ppo": Algorithm("ppo", _residual_objective, needs_prior=True, init_from_prior=True),
+    "kl_ppo": Algorithm("ppo", lambda run, prior: objective_lib.kl(run.beta), needs_prior=True, init_from_prior=True),
     "greedy_ppo": Algorithm(
-        lambda run, prior: objective_lib.greedy(), needs_prior=True, init_from_prior=True, entropy_bonus=True
+        "ppo", lambda run, prior: objective_lib.greedy(), needs_prior=True, init_from_prior=True, entropy_bonus=True
     ),
-    "full_ppo": Algorithm(lambda run, prior: objective_lib.full(), entropy_bonus=True),
+    "full_ppo": Algorithm("ppo", lambda run, prior: objective_lib.full(), entropy_bonus=True),
+    "sac": Algorithm("sac", _soft_objective(0.1)),
+    "residual_sac": Algorithm("sac", _residual_objective, needs_prior=True),
+    "soft_dqn": Algorithm("dqn", _soft_objective(0.1)),
+    "residual_dqn": Algorithm("dqn", _residual_objective, needs_prior=True),
 }
+
+
+def resolved(run: RunConfig, name: str, family: str):
+    """A shared setting, or its family's default when left unset."""
+    value = getattr(run, name)
+    return FAMILY_DEFAULTS[family][name] if value is None else value
 
 
 def validate(run: RunConfig) -> Algorithm:
@@ -123,60 +219,129 @@ def validate(run: RunConfig) -> Algorithm:
         raise unknown_name("algorithm", run.algo, ALGORITHMS)
     envs.get_task(run.task)
     algo = ALGORITHMS[run.algo]
-    for name in ("prior_weight", "temperature", "beta", "learning_rate", "reward_scale", "entropy_cost"):
-        value = getattr(run, name)
+    checks = {
+        "prior_weight": run.prior_weight, "temperature": run.temperature, "beta": run.beta,
+        "learning_rate": run.learning_rate, "ppo.reward_scale": run.ppo.reward_scale,
+        "ppo.entropy_cost": run.ppo.entropy_cost,
+    }
+    for name, value in checks.items():
         if value is not None and (value < 0 or not math.isfinite(value)):
             raise UserError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}")
-    if not 0.0 <= run.discount <= 1.0 or not 0.0 <= run.gae_lambda <= 1.0:
-        raise UserError("--discount and --gae-lambda must lie in [0, 1]")
+    if not 0.0 <= run.discount <= 1.0 or not 0.0 <= run.ppo.gae_lambda <= 1.0:
+        raise UserError("--discount and --ppo.gae-lambda must lie in [0, 1]")
     if algo.needs_prior and run.prior is None:
         raise UserError(f"--algo {run.algo} customizes a prior: pass --prior RUN_DIR")
-    if run.entropy_cost and not algo.entropy_bonus:
+    if run.ppo.entropy_cost and not algo.entropy_bonus:
         raise UserError(
             f"--algo {run.algo} already has the entropy in its reward; an entropy bonus in the loss would count "
-            "it twice (SPEC.md §3.1): drop --entropy-cost"
+            "it twice (SPEC.md §3.1): drop --ppo.entropy-cost"
         )
+    if algo.family == "dqn" and run.temperature is not None and run.temperature <= 0:
+        raise UserError(f"--algo {run.algo} needs a positive --temperature (its policy is softmax(Q/α̂))")
     if run.eval_episodes < 1:
         raise UserError("--eval-episodes must be at least 1")
     try:
         config = agent_config(run, algo)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if run.steps < config.steps_per_iteration * config.iterations_per_chunk:
+    chunk_steps = config.steps_per_iteration * config.iterations_per_chunk
+    if run.steps < chunk_steps:
         raise UserError(
             f"--steps {run.steps} is less than one chunk ({config.iterations_per_chunk} iterations × "
-            f"{config.steps_per_iteration} steps = {config.steps_per_iteration * config.iterations_per_chunk})"
+            f"{config.steps_per_iteration} steps = {chunk_steps})"
         )
     return algo
 
 
-def agent_config(run: RunConfig, algo: Algorithm) -> ppo.Config:
-    return ppo.Config(
-        num_envs=run.num_envs,
-        unroll_length=run.unroll_length,
-        num_minibatches=run.num_minibatches,
-        update_epochs=run.update_epochs,
-        policy_hidden=tuple(run.policy_hidden),
-        value_hidden=tuple(run.value_hidden),
-        init_from_prior=algo.init_from_prior,
-        iterations_per_chunk=run.iterations_per_chunk,
+def check_action_space(run: RunConfig, algo: Algorithm, env) -> None:
+    discrete = envs.discrete_actions(env)
+    if algo.discrete and discrete is None:
+        raise UserError(f"--algo {run.algo} needs discrete actions; task {run.task!r} has continuous actions")
+    if not algo.discrete and discrete is not None:
+        raise UserError(
+            f"--algo {run.algo} needs continuous actions; task {run.task!r} has {discrete} discrete actions "
+            "(use soft_dqn or residual_dqn)"
+        )
+
+
+def agent_config(run: RunConfig, algo: Algorithm):
+    family = algo.family
+    shared = dict(
+        num_envs=resolved(run, "num_envs", family),
+        iterations_per_chunk=resolved(run, "iterations_per_chunk", family),
+    )
+    hidden = tuple(resolved(run, "policy_hidden", family))
+    if family == "ppo":
+        o = run.ppo
+        return ppo.Config(
+            unroll_length=o.unroll_length, num_minibatches=o.num_minibatches, update_epochs=o.update_epochs,
+            policy_hidden=hidden, value_hidden=tuple(o.value_hidden), init_from_prior=algo.init_from_prior,
+            **shared,
+        )
+    if family == "sac":
+        o = run.sac
+        return sac.Config(
+            batch_size=o.batch_size, replay_capacity=o.replay_capacity,
+            updates_per_iteration=o.updates_per_iteration, warmup_steps=o.warmup_steps,
+            warmup_action_hold=o.warmup_action_hold, policy_hidden=hidden, critic_hidden=tuple(o.critic_hidden),
+            learn_temperature=o.learn_temperature, init_from_prior=o.init_from_prior and algo.needs_prior,
+            **shared,
+        )
+    o = run.dqn
+    return dqn.Config(
+        batch_size=o.batch_size, replay_capacity=o.replay_capacity, updates_per_iteration=o.updates_per_iteration,
+        warmup_steps=o.warmup_steps, q_hidden=tuple(o.q_hidden), target_update_period=o.target_update_period,
+        zero_init_output=algo.needs_prior, **shared,
     )
 
 
-def agent_hyper(run: RunConfig, algo: Algorithm, objective: objective_lib.Objective) -> ppo.Hyper:
-    entropy_cost = run.entropy_cost if run.entropy_cost is not None else (1e-3 if algo.entropy_bonus else 0.0)
+def agent_hyper(run: RunConfig, algo: Algorithm, objective: objective_lib.Objective, env):
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    return ppo.Hyper(
-        objective=objective,
-        learning_rate=f32(run.learning_rate),
-        discount=f32(run.discount),
-        gae_lambda=f32(run.gae_lambda),
-        clip_epsilon=f32(run.clip_epsilon),
-        entropy_cost=f32(entropy_cost),
-        reward_scale=f32(run.reward_scale),
-        value_coef=f32(0.5),
-        max_grad_norm=f32(1.0),
+    lr = f32(resolved(run, "learning_rate", algo.family))
+    if algo.family == "ppo":
+        o = run.ppo
+        entropy_cost = o.entropy_cost if o.entropy_cost is not None else (1e-3 if algo.entropy_bonus else 0.0)
+        return ppo.Hyper(
+            objective=objective, learning_rate=lr, discount=f32(run.discount), gae_lambda=f32(o.gae_lambda),
+            clip_epsilon=f32(o.clip_epsilon), entropy_cost=f32(entropy_cost), reward_scale=f32(o.reward_scale),
+            value_coef=f32(0.5), max_grad_norm=f32(1.0),
+        )
+    if algo.family == "sac":
+        o = run.sac
+        return sac.Hyper(
+            objective=objective, learning_rate=lr, discount=f32(run.discount), tau=f32(o.tau),
+            target_entropy=f32(-env.action_size), prior_weight_warmup_factor=f32(o.prior_weight_warmup_factor),
+            prior_weight_warmup_steps=f32(o.prior_weight_warmup_steps),
+        )
+    o = run.dqn
+    return dqn.Hyper(
+        objective=objective, learning_rate=lr, discount=f32(run.discount), tau=f32(o.tau),
+        max_grad_norm=f32(o.max_grad_norm), epsilon_start=f32(o.epsilon_start), epsilon_end=f32(o.epsilon_end),
+        exploration_steps=f32(o.exploration_steps),
     )
+
+
+def make_agent(algo: Algorithm, env, config, prior: prior_lib.Prior | None):
+    if algo.family == "ppo":
+        return ppo.PPO(env, config, prior_spec=prior.spec if prior is not None else None)
+    if algo.family == "sac":
+        return sac.SAC(env, config, prior_spec=prior.spec if prior is not None else None)
+    return dqn.DQN(env, config)
+
+
+def trained_policy(algo: Algorithm, agent, state, task: str) -> prior_lib.Prior:
+    """The policy a run leaves behind, as a Prior: what is saved, evaluated and reused by later runs."""
+    objective = state.hyper.objective
+    if algo.family == "dqn":
+        spec = SoftQPolicySpec(
+            agent.q_spec.obs_size, agent.q_spec.num_actions, agent.q_spec.hidden, agent.q_spec.activation,
+            temperature=float(objective.temperature), prior_weight=float(objective.prior_weight),
+        )
+        return prior_lib.Prior(state.params["q"], state.normalizer, spec, spec.temperature, task, base=state.prior)
+    temperature = float(objective.temperature)
+    if algo.family == "sac" and agent.config.learn_temperature:
+        temperature = float(jnp.exp(state.params["log_temperature"]))
+    return prior_lib.Prior(state.params["policy"], state.normalizer, agent.policy_spec, temperature, task)
 
 
 def run_directory(run: RunConfig) -> Path:
@@ -195,31 +360,41 @@ def load_prior_for(run: RunConfig, env) -> prior_lib.Prior | None:
     if run.prior is None:
         return None
     return prior_lib.load(
-        run.prior, task=run.task, obs_size=env.observation_size, action_size=env.action_size
+        run.prior, task=run.task, obs_size=env.observation_size, action_size=env.action_size,
+        discrete_actions=envs.discrete_actions(env),
     )
+
+
+def json_ready(x):
+    if isinstance(x, dict):
+        return {k: json_ready(v) for k, v in x.items()}
+    if isinstance(x, Path):
+        return str(x.absolute())
+    return x
 
 
 def train(run: RunConfig) -> dict[str, Any]:
     """Trains one run and writes its directory; returns the summary (also in summary.json)."""
     algo = validate(run)
     env = envs.make(run.task)
+    check_action_space(run, algo, env)
     prior = load_prior_for(run, env)
     objective = algo.make_objective(run, prior)
-    out = run_directory(run)  # only now: bad input must leave nothing behind
+    if algo.family == "dqn" and not float(objective.temperature) > 0:
+        raise UserError(f"--algo {run.algo} needs a positive temperature α̂; pass --temperature")
     config = agent_config(run, algo)
-    hyper = agent_hyper(run, algo, objective)
-    agent = ppo.PPO(env, config, prior_spec=prior.spec if prior is not None else None)
+    hyper = agent_hyper(run, algo, objective, env)
+    agent = make_agent(algo, env, config, prior)
+    out = run_directory(run)  # only now: bad input must leave nothing behind
 
-    temperature = float(objective.temperature)
     checkpoint.write_json(
         out / "config.json",
         {
             "task": run.task,
             "algo": run.algo,
-            "run": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(run).items()},
+            "run": json_ready(dataclasses.asdict(run)),
             "objective": {k: float(v) for k, v in dataclasses.asdict(objective).items()},
             "agent": dataclasses.asdict(config),
-            **prior_lib.policy_metadata(agent.policy_spec, temperature),
         },
     )
     (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -241,8 +416,7 @@ def train(run: RunConfig) -> dict[str, Any]:
             metrics = jax.device_get(metrics)
             elapsed = time.perf_counter() - start
             train_s += elapsed
-            record = chunk_summary(metrics)
-            _check_finite(record, index)
+            check_finite(metrics, index)
             writer.write(
                 {
                     "chunk": index,
@@ -250,17 +424,20 @@ def train(run: RunConfig) -> dict[str, Any]:
                     "env_steps": int(state.env_steps),
                     "steps_per_s": steps_per_chunk / elapsed,
                     "wall_s": compile_s + train_s,
-                    **record,
+                    **chunk_summary(metrics),
                 }
             )
     finally:
         writer.close()
 
-    policy = {"params": state.params["policy"], "normalizer": state.normalizer}
-    checkpoint.save(out / prior_lib.POLICY_CHECKPOINT, policy)
+    policy = trained_policy(algo, agent, state, run.task)
+    checkpoint.save(out / prior_lib.POLICY_CHECKPOINT, {"params": policy.params, "normalizer": policy.normalizer})
     checkpoint.save(out / "checkpoints/agent", {"params": state.params, "normalizer": state.normalizer})
+    config_json = checkpoint.read_json(out / "config.json")
+    config_json.update(prior_lib.policy_metadata(policy.spec, policy.temperature))
+    checkpoint.write_json(out / "config.json", config_json)
 
-    returns = evaluate_policy(agent.policy_spec, policy, run.task, evaluation_key(run.seed), run.eval_episodes)
+    returns = evaluate_policy(policy, run.task, evaluation_key(run.seed), run.eval_episodes)
     summary = {
         "task": run.task,
         "algo": run.algo,
@@ -277,10 +454,17 @@ def train(run: RunConfig) -> dict[str, Any]:
     return summary
 
 
-def _check_finite(record: dict[str, float], chunk_index: int) -> None:
-    for name in ("policy_loss", "value_loss", "shaped_reward"):
-        if not math.isfinite(record.get(name, 0.0)):
-            raise FloatingPointError(f"non-finite {name} in chunk {chunk_index}: {record[name]}")
+LOSS_METRICS = ("policy_loss", "value_loss", "critic_loss", "actor_loss", "q_loss", "shaped_reward")
+
+
+def check_finite(metrics: dict[str, Any], chunk_index: int) -> None:
+    """Stops a run whose losses went non-finite in an iteration that learned (NaN marks 'not yet learning')."""
+    learning = np.asarray(metrics.get("learning", 1.0)) > 0
+    for name in LOSS_METRICS:
+        if name in metrics:
+            values = np.asarray(metrics[name])[np.broadcast_to(learning, np.shape(metrics[name]))]
+            if not np.all(np.isfinite(values)):
+                raise FloatingPointError(f"non-finite {name} in chunk {chunk_index}")
 
 
 def evaluation_key(seed: int) -> jax.Array:
@@ -288,14 +472,15 @@ def evaluation_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), 0xE7A1)
 
 
-def evaluate_policy(spec, policy, task: str, key, episodes: int) -> dict[str, dict[str, float]]:
-    """Deterministic returns of a policy (params + normalizer) on a task: {name: {mean, std}}."""
+def evaluate_policy(policy: prior_lib.Prior, task: str, key, episodes: int) -> dict[str, dict[str, float]]:
+    """Deterministic returns of a policy on a task: {name: {mean, std}} over episodes."""
     env = envs.make(task)
-    act = lambda obs, key: spec.distribution(policy["params"], policy["normalizer"], obs).mode()  # noqa: E731
     episode_length = envs.get_task(task).episode_length
     returns = jax.jit(
-        lambda key: evaluation.episode_returns(env, act, key, episodes, episode_length)
-    )(key)
+        lambda policy, key: evaluation.episode_returns(
+            env, lambda obs, _: policy.act(obs), key, episodes, episode_length
+        )
+    )(policy, key)
     return {
         name: {"mean": float(np.mean(v)), "std": float(np.std(v))}
         for name, v in jax.device_get(returns).items()
@@ -309,11 +494,8 @@ def evaluate_run(run_dir: Path, episodes: int = 16, seed: int = 0) -> dict[str, 
         raise UserError(f"{run_dir}/config.json names no task; is it a run directory?")
     task = envs.get_task(config["task"])
     env = envs.make(task.name)
-    policy = prior_lib.load(run_dir, task=task.name, obs_size=env.observation_size, action_size=env.action_size)
-    return evaluate_policy(
-        policy.spec,
-        {"params": policy.params, "normalizer": policy.normalizer},
-        task.name,
-        evaluation_key(seed),
-        episodes,
+    policy = prior_lib.load(
+        run_dir, task=task.name, obs_size=env.observation_size, action_size=env.action_size,
+        discrete_actions=envs.discrete_actions(env),
     )
+    return evaluate_policy(policy, task.name, evaluation_key(seed), episodes)

@@ -4,11 +4,13 @@ import jax
 import pytest
 
 from rpg_jax import train
+from rpg_jax.train import PPOOptions
 
 # Identical programs (the evaluation scan, the same chunk shape) compile once per session, not once per run.
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
-SMALL = dict(num_envs=32, unroll_length=16, num_minibatches=4, iterations_per_chunk=10, eval_episodes=8, quiet=True)
+SMALL = dict(num_envs=32, ppo=PPOOptions(unroll_length=16, num_minibatches=4), iterations_per_chunk=10,
+             eval_episodes=8, quiet=True)
 
 
 def small_run(tmp_path, name: str, **overrides) -> train.RunConfig:

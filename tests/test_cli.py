@@ -29,8 +29,8 @@ def run_cli(capsys, *argv):
         (["train", "--algo", "soft_ppo", "--temperature", "-1"], "--temperature must be a finite number ≥ 0"),
         (["train", "--algo", "kl_ppo", "--prior", "x", "--beta", "-0.5"], "--beta must be a finite number ≥ 0"),
         (["train", "--steps", "10"], "--steps 10 is less than one chunk"),
-        (["train", "--num-minibatches", "5"], "not divisible by num_minibatches"),
-        (["train", "--algo", "soft_ppo", "--entropy-cost", "0.01"], "would count it twice"),
+        (["train", "--ppo.num-minibatches", "5"], "not divisible by num_minibatches"),
+        (["train", "--algo", "soft_ppo", "--ppo.entropy-cost", "0.01"], "would count it twice"),
         (["train", "--algo", "residual_ppo", "--prior", "/nonexistent/run"], "does not exist"),
         (["evaluate", "/nonexistent/run"], "config.json is missing"),
     ],
@@ -54,7 +54,7 @@ def test_prior_of_another_task_is_refused(capsys, prior_run):
     code, err = run_cli(capsys, "train", "--task", "hopper", "--algo", "residual_ppo", "--prior",
                         str(prior_config.out))
     assert code == 2
-    assert "action size 1, but task 'hopper' has action size 3" in err
+    assert "continuous actions of size 1, but task 'hopper' has continuous actions of size 3" in err
 
 
 def test_unwritable_output_directory(capsys, tmp_path):

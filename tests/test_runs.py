@@ -63,13 +63,13 @@ def test_run_directory_round_trips_as_a_prior(prior_run):
         assert again[name]["mean"] == pytest.approx(summary["eval"][name]["mean"], rel=1e-4, abs=1e-3)
     prior = prior_lib.load(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
     assert prior.temperature == pytest.approx(0.05)
-    assert prior.spec.hidden == tuple(prior_config.policy_hidden)
+    assert prior.spec.hidden == train.FAMILY_DEFAULTS["ppo"]["policy_hidden"]
     assert float(prior.normalizer.count) > 0
 
 
 def test_prior_with_wrong_action_size_is_refused(prior_run):
     prior_config, _ = prior_run
-    with pytest.raises(UserError, match=r"action size 1, but task 'halfcheetah' has action size 6"):
+    with pytest.raises(UserError, match=r"continuous actions of size 1, but task 'halfcheetah' has continuous actions of size 6"):
         prior_lib.load(prior_config.out, task="halfcheetah", obs_size=17, action_size=6)
 
 

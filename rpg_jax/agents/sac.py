@@ -312,6 +312,7 @@ class SAC:
         episode = next_state.info["episode_metrics"]
         metrics = {
             **metrics,
+            "learning": ready.astype(jnp.float32),
             "reward_basic": jnp.mean(transition.reward_basic),
             "reward_addon": jnp.mean(transition.reward_addon),
             "episodes": jnp.sum(done),

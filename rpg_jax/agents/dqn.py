@@ -1,0 +1,287 @@
+"""Soft DQN and Residual soft DQN (Li et al., 2023, Residual Q-Learning; SPEC.md §3.3), in lax.scan.
+
+  target  y = c_b·r + c_a·r_R + γ(1 − term)·α̂·logsumexp_a'((Q̄_R(s', a') + ω'·log π_prior(a'|s')) / α̂)
+  policy  π̂(·|s) = softmax((Q_R(s, ·) + ω'·log π_prior(·|s)) / α̂), ε-uniform while exploring
+  loss    Huber(Q_R(s, a) − y), gradients clipped by global norm
+
+With ω' = 0 and (c_b, c_a) = (1, 0) it is soft DQN on the basic reward at temperature α̂. α̂ = ω' = 1, a hard
+target copy (τ = 1) and a grad-norm clip of 10 are the official code's choices; its learning rate 2.3e-3 with a
+copy every 10 env steps diverged here after ~1e5 steps, hence the defaults 1e-3 and a copy every 50 updates. A residual Q_R starts with a zero output
+layer, so the customized policy starts as the prior (when ω' = α̂).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from brax.envs.base import Env
+from flax import struct
+
+from rpg_jax import normalization, objective as objective_lib, replay as replay_lib
+from rpg_jax.networks import DiscreteQSpec
+from rpg_jax.prior import Prior
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static settings.
+
+    Attributes:
+      num_envs: parallel environments; an iteration steps each once.
+      batch_size: transitions per gradient update.
+      replay_capacity: ring-buffer size.
+      updates_per_iteration: gradient updates per iteration.
+      warmup_steps: env steps before learning starts.
+      q_hidden: Q-network widths.
+      target_update_period: gradient updates between target updates (each a Polyak step of size τ;
+        τ = 1 is a hard copy).
+      zero_init_output: start Q at exactly zero (residual Q_R: the customized policy starts as the prior).
+      iterations_per_chunk: iterations fused into one jitted `lax.scan`.
+    """
+
+    num_envs: int = 8
+    batch_size: int = 64
+    replay_capacity: int = 100_000
+    updates_per_iteration: int = 4
+    warmup_steps: int = 1_000
+    q_hidden: tuple[int, ...] = (256, 256)
+    target_update_period: int = 50
+    zero_init_output: bool = False
+    iterations_per_chunk: int = 250
+
+    def __post_init__(self):
+        if min(self.num_envs, self.batch_size, self.replay_capacity, self.updates_per_iteration,
+               self.target_update_period) < 1:
+            raise ValueError(f"sizes must be positive: {self}")
+        if self.replay_capacity < self.num_envs:
+            raise ValueError("replay_capacity must hold at least one iteration's num_envs transitions")
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.num_envs
+
+
+@struct.dataclass
+class Hyper:
+    """Traced hyperparameters. ε decays linearly from `epsilon_start` to `epsilon_end` over
+    `exploration_steps` env steps."""
+
+    objective: objective_lib.Objective
+    learning_rate: chex.Array = 1e-3
+    discount: chex.Array = 0.99
+    tau: chex.Array = 1.0
+    max_grad_norm: chex.Array = 10.0
+    epsilon_start: chex.Array = 1.0
+    epsilon_end: chex.Array = 0.04
+    exploration_steps: chex.Array = 16_000.0
+
+
+@struct.dataclass
+class TrainState:
+    params: Any  # {"q", "target_q"}
+    opt_state: Any
+    normalizer: normalization.Normalizer  # the identity (never updated), kept so any run is a prior
+    replay: replay_lib.Replay
+    env_state: Any
+    key: chex.PRNGKey
+    env_steps: chex.Array
+    updates: chex.Array
+    iteration: chex.Array
+    hyper: Hyper
+    prior: Prior | None
+
+
+@struct.dataclass
+class Transition:
+    obs: chex.Array
+    action: chex.Array  # int32 index
+    reward_basic: chex.Array
+    reward_addon: chex.Array
+    next_obs: chex.Array
+    termination: chex.Array
+    truncation: chex.Array
+
+
+def _prior_log_probs(prior: Prior | None, obs: chex.Array, num_actions: int) -> chex.Array:
+    if prior is None:
+        return jnp.zeros(obs.shape[:-1] + (num_actions,))
+    return prior.log_probs(obs)
+
+
+def residual_soft_q_target(
+    objective: objective_lib.Objective,
+    reward_basic: chex.Array,
+    reward_addon: chex.Array,
+    termination: chex.Array,
+    next_q_target: chex.Array,
+    next_log_prob_prior: chex.Array,
+    discount: chex.Array,
+) -> chex.Array:
+    """y = c_b·r + c_a·r_R + γ(1 − term)·α̂·logsumexp((Q̄_R(s', ·) + ω'·log π_prior(·|s')) / α̂).
+
+    Shapes: rewards and termination (B,), next_q_target and next_log_prob_prior (B, A).
+    """
+    chex.assert_equal_shape([next_q_target, next_log_prob_prior])
+    logits = objective_lib.boltzmann_logits(objective, next_q_target, next_log_prob_prior)
+    soft_value = objective.temperature * jax.nn.logsumexp(logits, axis=-1)
+    reward = objective_lib.reward_terms(objective, reward_basic, reward_addon)
+    return reward + discount * (1.0 - termination) * soft_value
+
+
+def q_loss(q_params, target_params, normalizer, prior, batch: Transition, objective, *, q_spec, discount):
+    """Huber(Q(s, a) − y) averaged over the batch, y held fixed."""
+    next_q = q_spec.q_values(target_params, normalizer, batch.next_obs)
+    next_log_prior = _prior_log_probs(prior, batch.next_obs, q_spec.num_actions)
+    target = jax.lax.stop_gradient(
+        residual_soft_q_target(objective, batch.reward_basic, batch.reward_addon, batch.termination, next_q,
+                               next_log_prior, discount)
+    )
+    q_all = q_spec.q_values(q_params, normalizer, batch.obs)
+    q = jnp.take_along_axis(q_all, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    loss = jnp.mean(optax.huber_loss(q, target, delta=1.0))
+    return loss, {"q_loss": loss, "q": jnp.mean(q), "target": jnp.mean(target)}
+
+
+def _optimizer(learning_rate, max_grad_norm) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
+
+
+class DQN:
+    """The static half of the agent. `init` and `iteration` are pure."""
+
+    def __init__(self, env: Env, config: Config):
+        num_actions = getattr(env, "discrete_actions", None)
+        if num_actions is None:
+            raise ValueError("DQN needs an environment with discrete actions")
+        self.env = env
+        self.config = config
+        self.q_spec = DiscreteQSpec(env.observation_size, num_actions, config.q_hidden,
+                                    zero_last=config.zero_init_output)
+        self.optimizer = optax.inject_hyperparams(_optimizer)(learning_rate=0.0, max_grad_norm=0.0)
+
+    def init(self, key: chex.PRNGKey, hyper: Hyper, prior: Prior | None = None) -> TrainState:
+        key_q, key_env, key = jax.random.split(key, 3)
+        obs_size = self.env.observation_size
+        q_params = self.q_spec.init(key_q)
+        opt_state = self.optimizer.init(q_params)
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(hyper.learning_rate, jnp.float32)
+        opt_state.hyperparams["max_grad_norm"] = jnp.asarray(hyper.max_grad_norm, jnp.float32)
+        example = Transition(
+            obs=jnp.zeros(obs_size), action=jnp.zeros((), jnp.int32), reward_basic=jnp.zeros(()),
+            reward_addon=jnp.zeros(()), next_obs=jnp.zeros(obs_size), termination=jnp.zeros(()),
+            truncation=jnp.zeros(()),
+        )
+        state = TrainState(
+            params={"q": q_params, "target_q": q_params},
+            opt_state=opt_state,
+            normalizer=normalization.init(obs_size),
+            replay=replay_lib.init(self.config.replay_capacity, example),
+            env_state=jax.vmap(self.env.reset)(jax.random.split(key_env, self.config.num_envs)),
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+            iteration=jnp.zeros((), jnp.int32),
+            hyper=hyper,
+            prior=prior,
+        )
+        return jax.tree.map(jnp.copy, state)  # unalias leaves so the state can be donated
+
+    def logits(self, q_params, normalizer, prior, objective, obs) -> chex.Array:
+        q = self.q_spec.q_values(q_params, normalizer, obs)
+        return objective_lib.boltzmann_logits(objective, q, _prior_log_probs(prior, obs, self.q_spec.num_actions))
+
+    def epsilon(self, hyper: Hyper, env_steps: chex.Array) -> chex.Array:
+        fraction = jnp.clip(env_steps / jnp.maximum(hyper.exploration_steps, 1.0), 0.0, 1.0)
+        return hyper.epsilon_start + fraction * (hyper.epsilon_end - hyper.epsilon_start)
+
+    def _act(self, state: TrainState, key: chex.PRNGKey) -> chex.Array:
+        key_boltzmann, key_uniform, key_explore = jax.random.split(key, 3)
+        logits = self.logits(state.params["q"], state.normalizer, state.prior, state.hyper.objective,
+                             state.env_state.obs)
+        boltzmann = jax.random.categorical(key_boltzmann, logits)
+        uniform = jax.random.randint(key_uniform, boltzmann.shape, 0, self.q_spec.num_actions)
+        explore = jax.random.uniform(key_explore, boltzmann.shape) < self.epsilon(state.hyper, state.env_steps)
+        return jnp.where(explore, uniform, boltzmann).astype(jnp.int32)
+
+    def _gradient_step(self, carry, key, *, replay, normalizer, prior, hyper):
+        params, opt_state, updates = carry
+        batch = replay_lib.sample(replay, key, self.config.batch_size)
+        grads, metrics = jax.grad(q_loss, has_aux=True)(
+            params["q"], params["target_q"], normalizer, prior, batch, hyper.objective, q_spec=self.q_spec,
+            discount=hyper.discount,
+        )
+        step, opt_state = self.optimizer.update(grads, opt_state, params["q"])
+        q = optax.apply_updates(params["q"], step)
+        updates = updates + 1
+        due = updates % self.config.target_update_period == 0
+        tau = jnp.where(due, hyper.tau, 0.0)
+        target = optax.incremental_update(q, params["target_q"], tau)
+        return ({"q": q, "target_q": target}, opt_state, updates), metrics
+
+    def iteration(self, state: TrainState) -> tuple[TrainState, dict]:
+        config, hyper = self.config, state.hyper
+        key_act, key_update, key_next = jax.random.split(state.key, 3)
+        action = self._act(state, key_act)
+        next_state = jax.vmap(self.env.step)(state.env_state, action)
+        truncation = next_state.info["truncation"]
+        transition = Transition(
+            obs=state.env_state.obs,
+            action=action,
+            reward_basic=next_state.metrics["reward_basic"],
+            reward_addon=next_state.metrics["reward_addon"],
+            next_obs=next_state.info["final_obs"],
+            termination=next_state.done * (1.0 - truncation),
+            truncation=truncation,
+        )
+        replay = replay_lib.add(state.replay, transition)
+        env_steps = state.env_steps + config.steps_per_iteration
+
+        step = lambda carry, key: self._gradient_step(  # noqa: E731
+            carry, key, replay=replay, normalizer=state.normalizer, prior=state.prior, hyper=hyper
+        )
+        keys = jax.random.split(key_update, config.updates_per_iteration)
+
+        def learn(carry):
+            carry, metrics = jax.lax.scan(step, carry, keys)
+            return carry, jax.tree.map(jnp.mean, metrics)
+
+        def wait(carry):
+            _, shapes = jax.eval_shape(learn, carry)
+            return carry, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
+        ready = (env_steps >= config.warmup_steps) & (replay.size >= config.batch_size)
+        (params, opt_state, updates), metrics = jax.lax.cond(
+            ready, learn, wait, (state.params, state.opt_state, state.updates)
+        )
+        done = next_state.done
+        episode = next_state.info["episode_metrics"]
+        count = jnp.maximum(jnp.sum(done), 1.0)
+        metrics = {
+            **metrics,
+            "learning": ready.astype(jnp.float32),
+            "epsilon": self.epsilon(hyper, state.env_steps),
+            "reward_basic": jnp.mean(transition.reward_basic),
+            "reward_addon": jnp.mean(transition.reward_addon),
+            "episodes": jnp.sum(done),
+            "episode_basic_return": jnp.sum(episode["reward_basic"] * done) / count,
+            "episode_addon_return": jnp.sum(episode["reward_addon"] * done) / count,
+        }
+        new_state = state.replace(
+            params=params,
+            opt_state=opt_state,
+            replay=replay,
+            env_state=next_state,
+            key=key_next,
+            env_steps=env_steps,
+            updates=updates,
+            iteration=state.iteration + 1,
+        )
+        return new_state, metrics
+
+    def chunk(self, state: TrainState) -> tuple[TrainState, dict]:
+        return jax.lax.scan(lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_chunk)
