@@ -100,10 +100,12 @@ class DQNOptions:
     """Gradient updates between target updates."""
     tau: float = 1.0
     """Target update step (1: hard copy)."""
-    epsilon_start: float = 1.0
-    """Initial ε of ε-uniform exploration."""
-    epsilon_end: float = 0.04
-    """Final ε."""
+    epsilon_start: float | None = None
+    """Initial ε of ε-uniform exploration (default 1.0 for soft_dqn; 0.1 for residual_dqn, which starts as
+    the prior and should explore around it: uniform exploration leads it to states where the prior's
+    log-probabilities are poor guides)."""
+    epsilon_end: float | None = None
+    """Final ε (default 0.04 for soft_dqn, 0.01 for residual_dqn)."""
     exploration_steps: int = 16_000
     """Env steps over which ε decays linearly."""
     max_grad_norm: float = 10.0
@@ -314,9 +316,12 @@ def agent_hyper(run: RunConfig, algo: Algorithm, objective: objective_lib.Object
             prior_weight_warmup_steps=f32(o.prior_weight_warmup_steps),
         )
     o = run.dqn
+    epsilon_start, epsilon_end = (0.1, 0.01) if algo.needs_prior else (1.0, 0.04)
     return dqn.Hyper(
         objective=objective, learning_rate=lr, discount=f32(run.discount), tau=f32(o.tau),
-        max_grad_norm=f32(o.max_grad_norm), epsilon_start=f32(o.epsilon_start), epsilon_end=f32(o.epsilon_end),
+        max_grad_norm=f32(o.max_grad_norm),
+        epsilon_start=f32(epsilon_start if o.epsilon_start is None else o.epsilon_start),
+        epsilon_end=f32(epsilon_end if o.epsilon_end is None else o.epsilon_end),
         exploration_steps=f32(o.exploration_steps),
     )
 
