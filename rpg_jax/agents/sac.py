@@ -127,6 +127,23 @@ def _prior_log_prob(prior: Prior | None, obs: chex.Array, u: chex.Array, like: c
     return jnp.zeros_like(like) if prior is None else prior.log_prob_pre_tanh(obs, u)
 
 
+def residual_soft_critic_target(
+    objective: objective_lib.Objective,
+    reward_basic: chex.Array,
+    reward_addon: chex.Array,
+    termination: chex.Array,
+    next_q_min: chex.Array,
+    next_log_prob_prior: chex.Array,
+    next_log_prob: chex.Array,
+    discount: chex.Array,
+) -> chex.Array:
+    """y = c_b·r + c_a·r_R + γ(1 − term)·[min_j Q̄_j(s', a') + ω'·log π_prior(a'|s') − α̂·log π̂(a'|s')], a' ~ π̂."""
+    chex.assert_equal_shape([reward_basic, reward_addon, termination, next_q_min, next_log_prob])
+    soft_next = next_q_min + objective_lib.log_prob_terms(objective, next_log_prob_prior, next_log_prob)
+    reward = objective_lib.reward_terms(objective, reward_basic, reward_addon)
+    return reward + discount * (1.0 - termination) * soft_next
+
+
 def critic_loss(
     critic_params, target_params, policy_params, normalizer, prior, batch: Transition, key, objective, *,
     policy_spec: PolicySpec, critic_spec: CriticSpec, discount,
@@ -137,9 +154,10 @@ def critic_loss(
     log_prob_next = dist.log_prob_pre_tanh(u_next)
     log_prob_prior_next = _prior_log_prob(prior, batch.next_obs, u_next, log_prob_next)
     q_next = critic_spec.q_values(target_params, batch.next_obs, jnp.tanh(u_next)).min(0)
-    soft_next = q_next + objective_lib.log_prob_terms(objective, log_prob_prior_next, log_prob_next)
-    target = objective_lib.reward_terms(objective, batch.reward_basic, batch.reward_addon)
-    target = jax.lax.stop_gradient(target + discount * (1.0 - batch.termination) * soft_next)
+    target = jax.lax.stop_gradient(
+        residual_soft_critic_target(objective, batch.reward_basic, batch.reward_addon, batch.termination, q_next,
+                                    log_prob_prior_next, log_prob_next, discount)
+    )
     q = critic_spec.q_values(critic_params, batch.obs, batch.action)
     loss = 0.5 * jnp.sum(jnp.mean((q - target) ** 2, axis=-1))
     return loss, {"critic_loss": loss, "q": jnp.mean(q), "target": jnp.mean(target)}
