@@ -19,43 +19,16 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
+from common import device_name, restore_device_put_replicated, write_results
 from rpg_jax import envs, normalization, objective
 from rpg_jax.agents import ppo
 from rpg_jax.networks import PolicySpec
 from rpg_jax.prior import Prior
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def device_name() -> str:
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        cpu = platform.processor() or "cpu"
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        return f"cpu ({cpu}, {jax.local_device_count()} device(s), {__import__('os').cpu_count()} cores)"
-    return f"{device.platform} ({device.device_kind})"
-
-
-def device_slug() -> str:
-    device = jax.devices()[0]
-    return "cpu" if device.platform == "cpu" else device.device_kind.lower().replace(" ", "_")
-
 
 def bench_env_only(task: str, num_envs: int, unroll_length: int, repeats: int) -> dict:
     env = envs.make(task)
@@ -105,28 +78,11 @@ def bench_ours(task: str, config: ppo.Config, chunks: int, residual: bool) -> di
     return {"compile_s": compile_s, "steps_per_s": statistics.median(rates), "chunk_steps_per_s": rates}
 
 
-def _restore_device_put_replicated() -> None:
-    """Brax's PPO still calls jax.device_put_replicated, removed from jax (google/brax#671).
-
-    Stacks a copy per device on a leading axis laid out over a mesh whose axis is named 'i', the name
-    Brax's pmap uses (another name makes its evaluator recompile). Benchmark-only: rpg_jax never needs it.
-    """
-    if hasattr(jax, "device_put_replicated"):
-        return
-
-    def device_put_replicated(x, devices):
-        mesh = jax.sharding.Mesh(np.array(devices), ("i",))
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("i"))
-        return jax.tree.map(lambda a: jax.device_put(jnp.stack([a] * len(devices)), sharding), x)
-
-    jax.device_put_replicated = device_put_replicated
-
-
 def bench_brax(task: str, config: ppo.Config, epochs: int) -> dict:
     import flax.linen as nn
     from brax.training.agents.ppo import networks as ppo_networks, train as ppo_train
 
-    _restore_device_put_replicated()
+    restore_device_put_replicated()
     steps_per_epoch = config.steps_per_iteration * config.iterations_per_chunk
     records = []
 
@@ -217,19 +173,7 @@ def main() -> None:
     if "rpg_jax_ppo_over_brax_ppo" in ratios:
         print(f"\nrpg_jax PPO / Brax PPO (steady steps/s): {ratios['rpg_jax_ppo_over_brax_ppo']:.2f}")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"ppo_throughput_{device_slug()}.json"
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    existing[args.task] = {
-        "device": device,
-        "jax": jax.__version__,
-        "settings": vars(args),
-        "rows": rows,
-        "ratios": ratios,
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    path.write_text(json.dumps(existing, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_results("ppo_throughput", args.task, {"settings": vars(args), "rows": rows, "ratios": ratios})
 
 
 if __name__ == "__main__":

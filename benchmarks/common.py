@@ -1,0 +1,63 @@
+"""Helpers shared by the benchmarks: device names, result files, and the one Brax compatibility shim."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def device_name() -> str:
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        cpu = platform.processor() or "cpu"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        return f"cpu ({cpu}, {jax.local_device_count()} device(s), {os.cpu_count()} cores)"
+    return f"{device.platform} ({device.device_kind})"
+
+
+def device_slug() -> str:
+    device = jax.devices()[0]
+    return "cpu" if device.platform == "cpu" else device.device_kind.lower().replace(" ", "_")
+
+
+def restore_device_put_replicated() -> None:
+    """Brax's PPO still calls jax.device_put_replicated, removed from jax (google/brax#671).
+
+    Stacks a copy per device on a leading axis laid out over a mesh whose axis is named 'i', the name
+    Brax's pmap uses (another name makes its evaluator recompile). Benchmark-only: rpg_jax never needs it.
+    """
+    if hasattr(jax, "device_put_replicated"):
+        return
+
+    def device_put_replicated(x, devices):
+        mesh = jax.sharding.Mesh(np.array(devices), ("i",))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("i"))
+        return jax.tree.map(lambda a: jax.device_put(jnp.stack([a] * len(devices)), sharding), x)
+
+    jax.device_put_replicated = device_put_replicated
+
+
+def write_results(benchmark: str, task: str, record: dict) -> Path:
+    """Merges one task's record into benchmarks/results/<benchmark>_<device>.json and says where."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{benchmark}_{device_slug()}.json"
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    existing[task] = {"device": device_name(), "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"), **record}
+    path.write_text(json.dumps(existing, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

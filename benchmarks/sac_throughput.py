@@ -1,0 +1,108 @@
+"""SAC throughput: ours against brax.training.agents.sac.train, in one process, same env and settings.
+
+Both step `num_envs` envs once per training step and then take `updates` gradient steps on batches of
+`batch_size` from a replay of the same capacity, with the same actor/critic widths. Reported: env steps/s and
+gradient updates/s at steady state (median over chunks / epochs) and compile time apart. Writes
+benchmarks/results/sac_throughput_<device>.json.
+
+    python benchmarks/sac_throughput.py --task mountaincar
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from common import device_name, restore_device_put_replicated, write_results
+from rpg_jax import envs, objective
+from rpg_jax.agents import sac
+
+
+def bench_ours(task: str, config: sac.Config, chunks: int) -> dict:
+    env = envs.make(task)
+    agent = sac.SAC(env, config)
+    hyper = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), sac.Hyper(objective=objective.soft(0.1)))
+    state = jax.jit(agent.init)(jax.random.PRNGKey(0), hyper, None)
+    start = time.perf_counter()
+    chunk = jax.jit(agent.chunk, donate_argnums=0).lower(state).compile()
+    compile_s = time.perf_counter() - start
+    state, _ = chunk(state)  # fills the replay past the warmup: later chunks all learn
+    steps = config.num_envs * config.iterations_per_chunk
+    rates = []
+    for _ in range(chunks):
+        start = time.perf_counter()
+        state, metrics = chunk(state)
+        jax.block_until_ready(metrics)
+        rates.append(steps / (time.perf_counter() - start))
+    return {"compile_s": compile_s, "steps_per_s": statistics.median(rates), "chunk_steps_per_s": rates}
+
+
+def bench_brax(task: str, config: sac.Config, chunks: int) -> dict:
+    from brax.training.agents.sac import networks as sac_networks, train as sac_train
+
+    restore_device_put_replicated()
+    steps_per_epoch = config.num_envs * config.iterations_per_chunk
+    records = []
+    sac_train.train(
+        environment=envs.get_task(task).make_base(),
+        num_timesteps=config.warmup_steps + steps_per_epoch * (chunks + 1),
+        episode_length=envs.get_task(task).episode_length,
+        num_envs=config.num_envs,
+        num_eval_envs=4,
+        learning_rate=3e-4,
+        discounting=0.99,
+        batch_size=config.batch_size,
+        num_evals=chunks + 2,
+        tau=0.005,
+        min_replay_size=config.warmup_steps,
+        max_replay_size=config.replay_capacity,
+        grad_updates_per_step=config.updates_per_iteration,
+        network_factory=functools.partial(sac_networks.make_sac_networks, hidden_layer_sizes=config.policy_hidden),
+        seed=0,
+        progress_fn=lambda step, m: records.append((m["training/sps"], m["training/walltime"]))
+        if "training/sps" in m else None,
+    )
+    rates = [sps for sps, _ in records]
+    steady = statistics.median(rates[1:])
+    return {"compile_s": records[0][1] - steps_per_epoch / steady, "steps_per_s": steady, "epoch_steps_per_s": rates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="mountaincar")
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--updates", type=int, default=4, help="gradient updates per training step")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--iterations-per-chunk", type=int, default=250)
+    parser.add_argument("--chunks", type=int, default=4)
+    args = parser.parse_args()
+
+    config = sac.Config(
+        num_envs=args.num_envs, batch_size=args.batch_size, replay_capacity=100_000,
+        updates_per_iteration=args.updates, warmup_steps=args.num_envs * args.iterations_per_chunk,
+        policy_hidden=tuple(args.hidden), critic_hidden=tuple(args.hidden),
+        iterations_per_chunk=args.iterations_per_chunk,
+    )
+    rows = {"rpg_jax_sac": bench_ours(args.task, config, args.chunks), "brax_sac": bench_brax(args.task, config, args.chunks)}
+    for row in rows.values():
+        row["updates_per_s"] = row["steps_per_s"] / args.num_envs * args.updates
+    ratio = rows["rpg_jax_sac"]["steps_per_s"] / rows["brax_sac"]["steps_per_s"]
+
+    print(f"\nSAC throughput on {args.task}, {device_name()}")
+    print(f"num_envs {args.num_envs}, batch {args.batch_size}, {args.updates} updates per step, hidden {args.hidden}\n")
+    print(f"| {'row':<12} | {'env steps/s':>11} | {'updates/s':>9} | {'compile s':>9} |")
+    print(f"|{'-' * 14}|{'-' * 13}|{'-' * 11}|{'-' * 11}|")
+    for name, row in rows.items():
+        print(f"| {name:<12} | {row['steps_per_s']:>11,.0f} | {row['updates_per_s']:>9,.0f} | {row['compile_s']:>9.1f} |")
+    print(f"\nrpg_jax SAC / Brax SAC (steady env steps/s): {ratio:.2f}")
+    write_results("sac_throughput", args.task, {"settings": vars(args), "rows": rows, "ratio_over_brax": ratio})
+
+
+if __name__ == "__main__":
+    main()
