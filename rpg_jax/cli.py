@@ -33,7 +33,7 @@ class Demo:
     """Environment steps for the prior (Soft PPO)."""
     steps: int = 400_000
     """Environment steps for the customization (Residual PPO)."""
-    temperature: float = 0.05
+    temperature: float = 0.2
     """α of the prior; the customization uses ω' = α̂ = α (ω = 1)."""
     seed: int = 0
     """PRNG seed."""

@@ -52,6 +52,9 @@ class PPOOptions:
     """Entropy bonus in the loss (default 1e-3 for ppo/greedy/full; refused for soft/residual/KL)."""
     reward_scale: float = 0.1
     """Multiplies the shaped reward before GAE (ω' and α̂ are reported unscaled)."""
+    critic_warmup_steps: int | None = None
+    """Env steps during which only the critic learns (default 20,480 when the actor starts from the prior,
+    else 0)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +128,7 @@ class RunConfig:
     prior_weight: float | None = None
     """ω', weight of log π_prior in the reward (default: the prior's temperature α, i.e. ω = 1)."""
     temperature: float | None = None
-    """α̂, entropy weight of the trained policy (default: the prior's α for residual algorithms; 0.05 for
+    """α̂, entropy weight of the trained policy (default: the prior's α for residual algorithms; 0.2 for
     soft_ppo, 0.1 for sac and soft_dqn)."""
     beta: float = 0.05
     """β of KL PPO (ω' = α̂ = β)."""
@@ -195,7 +198,7 @@ def _residual_objective(run: RunConfig, prior: prior_lib.Prior) -> objective_lib
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm("ppo", lambda run, prior: objective_lib.ppo(), entropy_bonus=True),
-    "soft_ppo": Algorithm("ppo", _soft_objective(0.05)),
+    "soft_ppo": Algorithm("ppo", _soft_objective(0.2)),
     "residual_ppo": Algorithm("ppo", _residual_objective, needs_prior=True, init_from_prior=True),
     "kl_ppo": Algorithm("ppo", lambda run, prior: objective_lib.kl(run.beta), needs_prior=True, init_from_prior=True),
     "greedy_ppo": Algorithm(
@@ -303,10 +306,12 @@ def agent_hyper(run: RunConfig, algo: Algorithm, objective: objective_lib.Object
     if algo.family == "ppo":
         o = run.ppo
         entropy_cost = o.entropy_cost if o.entropy_cost is not None else (1e-3 if algo.entropy_bonus else 0.0)
+        critic_warmup = o.critic_warmup_steps if o.critic_warmup_steps is not None else (
+            20_480 if algo.init_from_prior else 0)
         return ppo.Hyper(
             objective=objective, learning_rate=lr, discount=f32(run.discount), gae_lambda=f32(o.gae_lambda),
             clip_epsilon=f32(o.clip_epsilon), entropy_cost=f32(entropy_cost), reward_scale=f32(o.reward_scale),
-            value_coef=f32(0.5), max_grad_norm=f32(1.0),
+            value_coef=f32(0.5), max_grad_norm=f32(1.0), critic_warmup_steps=f32(critic_warmup),
         )
     if algo.family == "sac":
         o = run.sac

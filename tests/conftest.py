@@ -26,9 +26,9 @@ def compilation_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def prior_run(tmp_path_factory):
-    """A max-ent prior on the fast task (Soft PPO, α = 0.05), trained once per session with the demo's settings."""
+    """A max-ent prior on the fast task (Soft PPO, α = 0.2), trained once per session with the demo's settings."""
     out = tmp_path_factory.mktemp("runs")
-    run = train.RunConfig(algo="soft_ppo", temperature=0.05, steps=200_000, eval_episodes=8, quiet=True,
+    run = train.RunConfig(algo="soft_ppo", temperature=0.2, steps=400_000, eval_episodes=8, quiet=True,
                           out=out / "prior")
     summary = train.train(run)
     return dataclasses.replace(run, out=out / "prior"), summary

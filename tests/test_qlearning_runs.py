@@ -65,7 +65,7 @@ def test_a_soft_ppo_prior_is_customized_by_residual_sac(prior_run, tmp_path):
     summary = train.train(train.RunConfig(
         algo="residual_sac", prior=prior_config.out, steps=4_000, num_envs=16, eval_episodes=2, quiet=True,
         sac=SACOptions(warmup_steps=1_000, batch_size=64, init_from_prior=True), out=tmp_path / "sac"))
-    assert summary["objective"]["prior_weight"] == pytest.approx(0.05)
+    assert summary["objective"]["prior_weight"] == pytest.approx(0.2)
     assert summary["env_steps"] == 4_000
 
 

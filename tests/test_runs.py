@@ -24,7 +24,7 @@ def test_prior_balances(prior_run):
 def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp_path):
     prior_config, prior_summary = prior_run
     run = train.RunConfig(
-        algo="residual_ppo", prior=prior_config.out, steps=200_000, eval_episodes=8, quiet=True,
+        algo="residual_ppo", prior=prior_config.out, steps=400_000, eval_episodes=8, quiet=True,
         out=tmp_path / "residual",
     )
     custom = train.train(run)
@@ -35,7 +35,7 @@ def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp
     for key in ("task", "algo", "seeds", "env_steps", "wall_s", "compile_s", "steps_per_s"):
         assert key in summary
     assert set(summary["eval"]) >= {"basic_return", "addon_return", "total_return"}
-    assert summary["objective"]["prior_weight"] == pytest.approx(0.05)
+    assert summary["objective"]["prior_weight"] == pytest.approx(0.2)
     lines = (tmp_path / "residual" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == summary["env_steps"] // (64 * 16 * 20)
 
@@ -62,7 +62,7 @@ def test_run_directory_round_trips_as_a_prior(prior_run):
     for name in ("basic_return", "addon_return"):
         assert again[name]["mean"] == pytest.approx(summary["eval"][name]["mean"], rel=1e-4, abs=1e-3)
     prior = prior_lib.load(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
-    assert prior.temperature == pytest.approx(0.05)
+    assert prior.temperature == pytest.approx(0.2)
     assert prior.spec.hidden == train.FAMILY_DEFAULTS["ppo"]["policy_hidden"]
     assert float(prior.normalizer.count) > 0
 

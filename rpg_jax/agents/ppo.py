@@ -79,7 +79,9 @@ class Hyper:
     """Traced hyperparameters: every field can carry a leading axis and be vmapped over.
 
     `learning_rate` and `max_grad_norm` are copied into the optimizer state at `init` (optax
-    inject_hyperparams), which is where the update reads them.
+    inject_hyperparams), which is where the update reads them. For the first `critic_warmup_steps` env steps
+    only the critic learns: an actor that starts from the prior is otherwise pushed around by the advantages of
+    a critic that has not learned anything yet.
     """
 
     objective: objective_lib.Objective
@@ -91,6 +93,7 @@ class Hyper:
     entropy_cost: chex.Array = 0.0
     max_grad_norm: chex.Array = 1.0
     reward_scale: chex.Array = 1.0
+    critic_warmup_steps: chex.Array = 0.0
 
 
 @struct.dataclass
@@ -294,8 +297,10 @@ class PPO:
             shaped, values, next_values, data.termination, data.done, hyper.discount, hyper.gae_lambda
         )
         value_targets = advantages + values
+        actor_learns = state.env_steps >= hyper.critic_warmup_steps
         params, opt_state, loss_metrics = self._update(
-            state.params, state.opt_state, normalizer, data, advantages, value_targets, hyper, key_update
+            state.params, state.opt_state, normalizer, data, advantages, value_targets, hyper, key_update,
+            actor_learns,
         )
 
         done_count = jnp.sum(data.done)
@@ -325,8 +330,11 @@ class PPO:
         )
         return new_state, metrics
 
-    def _update(self, params, opt_state, normalizer, data, advantages, value_targets, hyper, key):
-        """`update_epochs` × `num_minibatches` gradient steps on shuffled (T·B) samples."""
+    def _update(self, params, opt_state, normalizer, data, advantages, value_targets, hyper, key, actor_learns):
+        """`update_epochs` × `num_minibatches` gradient steps on shuffled (T·B) samples.
+
+        While `actor_learns` is false the policy's gradients are zeroed: Adam then leaves it exactly unchanged.
+        """
         config = self.config
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), (data, advantages, value_targets))
         grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
@@ -346,6 +354,7 @@ class PPO:
                 value_spec=self.value_spec,
                 hyper=hyper,
             )
+            grads = {**grads, "policy": jax.tree.map(lambda g: jnp.where(actor_learns, g, 0.0), grads["policy"])}
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state, key), metrics
 
