@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 from rpg_jax import envs, normalization, objective, tabular
 from rpg_jax.agents import dqn, sac

@@ -23,6 +23,13 @@ from brax.envs.base import Env
 from flax import struct
 
 from rpg_jax import normalization, objective as objective_lib, replay as replay_lib
+from rpg_jax.agents.off_policy import (
+    Transition,
+    episode_metrics,
+    example_transition,
+    learn_when_ready,
+    step_and_store,
+)
 from rpg_jax.networks import DiscreteQSpec
 from rpg_jax.prior import Prior
 
@@ -96,17 +103,6 @@ class TrainState:
     prior: Prior | None
 
 
-@struct.dataclass
-class Transition:
-    obs: chex.Array
-    action: chex.Array  # int32 index
-    reward_basic: chex.Array
-    reward_addon: chex.Array
-    next_obs: chex.Array
-    termination: chex.Array
-    truncation: chex.Array
-
-
 def _prior_log_probs(prior: Prior | None, obs: chex.Array, num_actions: int) -> chex.Array:
     if prior is None:
         return jnp.zeros(obs.shape[:-1] + (num_actions,))
@@ -171,11 +167,7 @@ class DQN:
         opt_state = self.optimizer.init(q_params)
         opt_state.hyperparams["learning_rate"] = jnp.asarray(hyper.learning_rate, jnp.float32)
         opt_state.hyperparams["max_grad_norm"] = jnp.asarray(hyper.max_grad_norm, jnp.float32)
-        example = Transition(
-            obs=jnp.zeros(obs_size), action=jnp.zeros((), jnp.int32), reward_basic=jnp.zeros(()),
-            reward_addon=jnp.zeros(()), next_obs=jnp.zeros(obs_size), termination=jnp.zeros(()),
-            truncation=jnp.zeros(()),
-        )
+        example = example_transition(obs_size, jnp.zeros((), jnp.int32))
         state = TrainState(
             params={"q": q_params, "target_q": q_params},
             opt_state=opt_state,
@@ -227,49 +219,19 @@ class DQN:
         config, hyper = self.config, state.hyper
         key_act, key_update, key_next = jax.random.split(state.key, 3)
         action = self._act(state, key_act)
-        next_state = jax.vmap(self.env.step)(state.env_state, action)
-        truncation = next_state.info["truncation"]
-        transition = Transition(
-            obs=state.env_state.obs,
-            action=action,
-            reward_basic=next_state.metrics["reward_basic"],
-            reward_addon=next_state.metrics["reward_addon"],
-            next_obs=next_state.info["final_obs"],
-            termination=next_state.done * (1.0 - truncation),
-            truncation=truncation,
-        )
-        replay = replay_lib.add(state.replay, transition)
+        next_state, transition, replay = step_and_store(self.env, state.env_state, action, state.replay)
         env_steps = state.env_steps + config.steps_per_iteration
 
         step = lambda carry, key: self._gradient_step(  # noqa: E731
             carry, key, replay=replay, normalizer=state.normalizer, prior=state.prior, hyper=hyper
         )
-        keys = jax.random.split(key_update, config.updates_per_iteration)
-
-        def learn(carry):
-            carry, metrics = jax.lax.scan(step, carry, keys)
-            return carry, jax.tree.map(jnp.mean, metrics)
-
-        def wait(carry):
-            _, shapes = jax.eval_shape(learn, carry)
-            return carry, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
-
         ready = (env_steps >= config.warmup_steps) & (replay.size >= config.batch_size)
-        (params, opt_state, updates), metrics = jax.lax.cond(
-            ready, learn, wait, (state.params, state.opt_state, state.updates)
+        (params, opt_state, updates), metrics = learn_when_ready(
+            ready, step, (state.params, state.opt_state, state.updates),
+            jax.random.split(key_update, config.updates_per_iteration),
         )
-        done = next_state.done
-        episode = next_state.info["episode_metrics"]
-        count = jnp.maximum(jnp.sum(done), 1.0)
         metrics = {
-            **metrics,
-            "learning": ready.astype(jnp.float32),
-            "epsilon": self.epsilon(hyper, state.env_steps),
-            "reward_basic": jnp.mean(transition.reward_basic),
-            "reward_addon": jnp.mean(transition.reward_addon),
-            "episodes": jnp.sum(done),
-            "episode_basic_return": jnp.sum(episode["reward_basic"] * done) / count,
-            "episode_addon_return": jnp.sum(episode["reward_addon"] * done) / count,
+            **metrics, "epsilon": self.epsilon(hyper, state.env_steps), **episode_metrics(next_state, transition)
         }
         new_state = state.replace(
             params=params,

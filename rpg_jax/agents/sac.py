@@ -24,6 +24,13 @@ from brax.envs.base import Env
 from flax import struct
 
 from rpg_jax import normalization, objective as objective_lib, replay as replay_lib
+from rpg_jax.agents.off_policy import (
+    Transition,
+    episode_metrics,
+    example_transition,
+    learn_when_ready,
+    step_and_store,
+)
 from rpg_jax.networks import CriticSpec, PolicySpec
 from rpg_jax.prior import Prior
 
@@ -100,17 +107,6 @@ class TrainState:
     iteration: chex.Array
     hyper: Hyper
     prior: Prior | None
-
-
-@struct.dataclass
-class Transition:
-    obs: chex.Array
-    action: chex.Array  # squashed, in [−1, 1]
-    reward_basic: chex.Array
-    reward_addon: chex.Array
-    next_obs: chex.Array  # reached, before any auto-reset
-    termination: chex.Array
-    truncation: chex.Array
 
 
 def effective_objective(hyper: Hyper, log_temperature: chex.Array, env_steps: chex.Array, learned: bool):
@@ -222,11 +218,7 @@ class SAC:
             "critic": self._init_opt(critic_params, hyper.learning_rate),
             "temperature": self._init_opt(log_temperature, hyper.learning_rate),
         }
-        example = Transition(
-            obs=jnp.zeros(obs_size), action=jnp.zeros(self.env.action_size), reward_basic=jnp.zeros(()),
-            reward_addon=jnp.zeros(()), next_obs=jnp.zeros(obs_size), termination=jnp.zeros(()),
-            truncation=jnp.zeros(()),
-        )
+        example = example_transition(obs_size, jnp.zeros(self.env.action_size))
         state = TrainState(
             params=params,
             opt_state=opt_state,
@@ -294,49 +286,19 @@ class SAC:
         config, hyper = self.config, state.hyper
         key_act, key_update, key_next = jax.random.split(state.key, 3)
         action = self._act(state, key_act)
-        next_state = jax.vmap(self.env.step)(state.env_state, action)
-        truncation = next_state.info["truncation"]
-        transition = Transition(
-            obs=state.env_state.obs,
-            action=action,
-            reward_basic=next_state.metrics["reward_basic"],
-            reward_addon=next_state.metrics["reward_addon"],
-            next_obs=next_state.info["final_obs"],
-            termination=next_state.done * (1.0 - truncation),
-            truncation=truncation,
-        )
-        replay = replay_lib.add(state.replay, transition)
+        next_state, transition, replay = step_and_store(self.env, state.env_state, action, state.replay)
         env_steps = state.env_steps + config.steps_per_iteration
 
         step = lambda carry, key: self._gradient_step(  # noqa: E731
             carry, key, replay=replay, normalizer=state.normalizer, prior=state.prior, hyper=hyper,
             env_steps=env_steps,
         )
-        keys = jax.random.split(key_update, config.updates_per_iteration)
-
-        def learn(carry):
-            carry, metrics = jax.lax.scan(step, carry, keys)
-            return carry, jax.tree.map(jnp.mean, metrics)
-
-        def wait(carry):
-            # Same structure as `learn`, no computation: evaluated only while the buffer fills.
-            _, shapes = jax.eval_shape(learn, carry)
-            return carry, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
-
         ready = (env_steps >= config.warmup_steps) & (replay.size >= config.batch_size)
-        (params, opt_state), metrics = jax.lax.cond(ready, learn, wait, (state.params, state.opt_state))
-
-        done = next_state.done
-        episode = next_state.info["episode_metrics"]
-        metrics = {
-            **metrics,
-            "learning": ready.astype(jnp.float32),
-            "reward_basic": jnp.mean(transition.reward_basic),
-            "reward_addon": jnp.mean(transition.reward_addon),
-            "episodes": jnp.sum(done),
-            "episode_basic_return": jnp.sum(episode["reward_basic"] * done) / jnp.maximum(jnp.sum(done), 1.0),
-            "episode_addon_return": jnp.sum(episode["reward_addon"] * done) / jnp.maximum(jnp.sum(done), 1.0),
-        }
+        (params, opt_state), metrics = learn_when_ready(
+            ready, step, (state.params, state.opt_state),
+            jax.random.split(key_update, config.updates_per_iteration),
+        )
+        metrics = {**metrics, **episode_metrics(next_state, transition)}
         new_state = state.replace(
             params=params,
             opt_state=opt_state,
