@@ -12,19 +12,27 @@ with contextlib.redirect_stdout(io.StringIO()):
     import mujoco.mjx  # noqa: F401
 
 from rpg_jax import envs, objective, tabular, train
+from rpg_jax.agents.dqn import DQN, Config as DQNConfig, Hyper as DQNHyper
 from rpg_jax.agents.ppo import PPO, Config as PPOConfig, Hyper as PPOHyper, gae_advantages
+from rpg_jax.agents.sac import SAC, Config as SACConfig, Hyper as SACHyper
 from rpg_jax.errors import UserError
 from rpg_jax.objective import Objective, shaped_reward
 from rpg_jax.prior import Prior, load as load_prior
 from rpg_jax.train import RunConfig, evaluate_run
 
 __all__ = [
+    "DQN",
+    "DQNConfig",
+    "DQNHyper",
     "PPO",
     "Objective",
     "PPOConfig",
     "PPOHyper",
     "Prior",
     "RunConfig",
+    "SAC",
+    "SACConfig",
+    "SACHyper",
     "UserError",
     "envs",
     "evaluate_run",
