@@ -130,7 +130,7 @@ class RunConfig:
     temperature: float | None = None
     """α̂, entropy weight of the trained policy (default: the prior's α for residual algorithms; 0.2 for
     soft_ppo, 0.1 for sac and soft_dqn)."""
-    beta: float = 0.05
+    beta: float = 0.2
     """β of KL PPO (ω' = α̂ = β)."""
     steps: int = 300_000
     """Environment steps to train for (rounded up to whole chunks)."""
