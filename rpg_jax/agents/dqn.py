@@ -4,10 +4,10 @@
   policy  π̂(·|s) = softmax((Q_R(s, ·) + ω'·log π_prior(·|s)) / α̂), ε-uniform while exploring
   loss    Huber(Q_R(s, a) − y), gradients clipped by global norm
 
-With ω' = 0 and (c_b, c_a) = (1, 0) it is soft DQN on the basic reward at temperature α̂. α̂ = ω' = 1, a hard
-target copy (τ = 1) and a grad-norm clip of 10 are the official code's choices; its learning rate 2.3e-3 with a
-copy every 10 env steps diverged here after ~1e5 steps, hence the defaults 1e-3 and a copy every 50 updates. A residual Q_R starts with a zero output
-layer, so the customized policy starts as the prior (when ω' = α̂).
+With ω' = 0 and (c_b, c_a) = (1, 0) it is soft DQN on the basic reward at temperature α̂. The official code
+uses α̂ = ω' = 1, a hard target copy (τ = 1) and a grad-norm clip of 10; its learning rate 2.3e-3 with a copy
+every 10 env steps diverged here after ~1e5 steps, hence the defaults 1e-3 and a copy every 50 updates. A
+residual Q_R starts with a zero output layer, so the customized policy starts as the prior (when ω' = α̂).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from rpg_jax.agents.off_policy import (
     learn_when_ready,
     step_and_store,
 )
+from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import DiscreteQSpec
 from rpg_jax.prior import Prior
 
@@ -164,9 +165,9 @@ class DQN:
         key_q, key_env, key = jax.random.split(key, 3)
         obs_size = self.env.observation_size
         q_params = self.q_spec.init(key_q)
-        opt_state = self.optimizer.init(q_params)
-        opt_state.hyperparams["learning_rate"] = jnp.asarray(hyper.learning_rate, jnp.float32)
-        opt_state.hyperparams["max_grad_norm"] = jnp.asarray(hyper.max_grad_norm, jnp.float32)
+        opt_state = init_with_hyperparams(
+            self.optimizer, q_params, learning_rate=hyper.learning_rate, max_grad_norm=hyper.max_grad_norm
+        )
         example = example_transition(obs_size, jnp.zeros((), jnp.int32))
         state = TrainState(
             params={"q": q_params, "target_q": q_params},

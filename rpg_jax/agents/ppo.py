@@ -26,6 +26,7 @@ from brax.envs.base import Env
 from flax import struct
 
 from rpg_jax import normalization, objective as objective_lib
+from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import PolicySpec, ValueSpec
 from rpg_jax.prior import Prior
 
@@ -223,10 +224,9 @@ class PPO:
             policy_params = self.policy_spec.init(key_policy)
             normalizer = normalization.init(self.env.observation_size)
         params = {"policy": policy_params, "value": self.value_spec.init(key_value)}
-        opt_state = self.optimizer.init(params)
-        # inject_hyperparams stores its hyperparameters in the state; put the traced ones there.
-        opt_state.hyperparams["learning_rate"] = jnp.asarray(hyper.learning_rate, jnp.float32)
-        opt_state.hyperparams["max_grad_norm"] = jnp.asarray(hyper.max_grad_norm, jnp.float32)
+        opt_state = init_with_hyperparams(
+            self.optimizer, params, learning_rate=hyper.learning_rate, max_grad_norm=hyper.max_grad_norm
+        )
         env_state = jax.vmap(self.env.reset)(jax.random.split(key_env, self.config.num_envs))
         state = TrainState(
             params=params,

@@ -31,6 +31,7 @@ from rpg_jax.agents.off_policy import (
     learn_when_ready,
     step_and_store,
 )
+from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import CriticSpec, PolicySpec
 from rpg_jax.prior import Prior
 
@@ -193,11 +194,6 @@ class SAC:
         self.critic_spec = CriticSpec(obs_size, action_size, config.critic_hidden)
         self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
 
-    def _init_opt(self, params, learning_rate):
-        opt_state = self.optimizer.init(params)
-        opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
-        return opt_state
-
     def init(self, key: chex.PRNGKey, hyper: Hyper, prior: Prior | None = None) -> TrainState:
         key_policy, key_critic, key_env, key = jax.random.split(key, 4)
         obs_size = self.env.observation_size
@@ -213,11 +209,8 @@ class SAC:
             "target_critic": critic_params,
             "log_temperature": log_temperature,
         }
-        opt_state = {
-            "policy": self._init_opt(policy_params, hyper.learning_rate),
-            "critic": self._init_opt(critic_params, hyper.learning_rate),
-            "temperature": self._init_opt(log_temperature, hyper.learning_rate),
-        }
+        adam = lambda p: init_with_hyperparams(self.optimizer, p, learning_rate=hyper.learning_rate)  # noqa: E731
+        opt_state = {"policy": adam(policy_params), "critic": adam(critic_params), "temperature": adam(log_temperature)}
         example = example_transition(obs_size, jnp.zeros(self.env.action_size))
         state = TrainState(
             params=params,
