@@ -1,1 +1,2 @@
-"""Optimizers that consume an Objective: PPO family (ppo)."""
+"""Optimizers that consume an Objective: the PPO family (`ppo`), SAC / Residual SAC (`sac`) and soft DQN /
+Residual soft DQN (`dqn`); `off_policy` and `optim` hold what they share."""
