@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -50,6 +51,30 @@ def restore_device_put_replicated() -> None:
         return jax.tree.map(lambda a: jax.device_put(jnp.stack([a] * len(devices)), sharding), x)
 
     jax.device_put_replicated = device_put_replicated
+
+
+def steady(rates: list[float]) -> float:
+    """Median of the later half: the first chunks (epochs) of a run are slower on this machine."""
+    return statistics.median(rates[len(rates) // 2 :])
+
+
+def time_chunks(agent, state, chunks: int, steps_per_chunk: int, *, untimed: int = 0) -> dict:
+    """Compiles `agent.chunk` ahead of time, runs `untimed` chunks, then times `chunks` chunks.
+
+    Returns compile seconds, the steady env steps/s and every timed chunk's rate.
+    """
+    start = time.perf_counter()
+    chunk = jax.jit(agent.chunk, donate_argnums=0).lower(state).compile()
+    compile_s = time.perf_counter() - start
+    for _ in range(untimed):
+        state, _ = chunk(state)
+    rates = []
+    for _ in range(chunks):
+        start = time.perf_counter()
+        state, metrics = chunk(state)
+        jax.block_until_ready(metrics)
+        rates.append(steps_per_chunk / (time.perf_counter() - start))
+    return {"compile_s": compile_s, "steps_per_s": steady(rates), "chunk_steps_per_s": rates}
 
 
 def write_results(benchmark: str, task: str, record: dict) -> Path:

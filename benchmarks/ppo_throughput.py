@@ -26,7 +26,7 @@ import time
 
 import jax
 
-from common import device_name, restore_device_put_replicated, write_results
+from common import device_name, restore_device_put_replicated, steady, time_chunks, write_results
 from rpg_jax import envs, normalization, objective
 from rpg_jax.agents import ppo
 from rpg_jax.networks import PolicySpec
@@ -67,22 +67,7 @@ def bench_ours(task: str, config: ppo.Config, chunks: int, residual: bool) -> di
     agent = ppo.PPO(env, config, prior_spec=prior.spec if prior else None)
     hyper = ppo.Hyper(objective=obj, entropy_cost=0.0 if residual else 1e-3)
     state = jax.jit(agent.init)(jax.random.PRNGKey(0), hyper, prior)
-    start = time.perf_counter()
-    chunk = jax.jit(agent.chunk, donate_argnums=0).lower(state).compile()
-    compile_s = time.perf_counter() - start
-    steps = config.steps_per_iteration * config.iterations_per_chunk
-    rates = []
-    for _ in range(chunks):
-        start = time.perf_counter()
-        state, metrics = chunk(state)
-        jax.block_until_ready(metrics)
-        rates.append(steps / (time.perf_counter() - start))
-    return {"compile_s": compile_s, "steps_per_s": steady(rates), "chunk_steps_per_s": rates}
-
-
-def steady(rates: list[float]) -> float:
-    """Median of the later half: the first chunks of a run are slower on this machine."""
-    return statistics.median(rates[len(rates) // 2 :])
+    return time_chunks(agent, state, chunks, config.steps_per_iteration * config.iterations_per_chunk)
 
 
 def bench_brax(task: str, config: ppo.Config, epochs: int) -> dict:

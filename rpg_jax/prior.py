@@ -71,6 +71,13 @@ class Prior:
         return self.distribution(obs).mode()
 
 
+def log_prob_pre_tanh(prior: Prior | None, obs: chex.Array, u: chex.Array) -> chex.Array:
+    """log π_prior(tanh u | s), or zeros when an agent runs without a prior (its ω' is then 0)."""
+    if prior is None:
+        return jnp.zeros(u.shape[:-1], u.dtype)
+    return prior.log_prob_pre_tanh(obs, u)
+
+
 def policy_metadata(spec: PolicySpec | SoftQPolicySpec, temperature: float) -> dict:
     """What config.json must hold for a run directory to serve as a prior."""
     return {"policy": spec.to_dict(), "temperature": float(temperature)}

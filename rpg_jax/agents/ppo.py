@@ -28,6 +28,7 @@ from flax import struct
 from rpg_jax import normalization, objective as objective_lib
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import PolicySpec, ValueSpec
+from rpg_jax import prior as prior_lib
 from rpg_jax.prior import Prior
 
 
@@ -252,10 +253,7 @@ class PPO:
             dist = self.policy_spec.distribution(policy_params, state.normalizer, obs)
             u = dist.sample_pre_tanh(key_step)
             log_prob = dist.log_prob_pre_tanh(u)
-            if state.prior is None:
-                log_prob_prior = jnp.zeros_like(log_prob)
-            else:
-                log_prob_prior = state.prior.log_prob_pre_tanh(obs, u)
+            log_prob_prior = prior_lib.log_prob_pre_tanh(state.prior, obs, u)
             next_state = jax.vmap(self.env.step)(env_state, jnp.tanh(u))
             truncation = next_state.info["truncation"]
             episode = next_state.info["episode_metrics"]
@@ -375,7 +373,3 @@ class PPO:
         return jax.lax.scan(
             lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_chunk
         )
-
-    def act(self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array) -> chex.Array:
-        """Deterministic action tanh(μ(s)) for evaluation."""
-        return self.policy_spec.distribution(params["policy"], normalizer, obs).mode()

@@ -33,6 +33,7 @@ from rpg_jax.agents.off_policy import (
 )
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import CriticSpec, PolicySpec
+from rpg_jax import prior as prior_lib
 from rpg_jax.prior import Prior
 
 
@@ -120,10 +121,6 @@ def effective_objective(hyper: Hyper, log_temperature: chex.Array, env_steps: ch
     return obj
 
 
-def _prior_log_prob(prior: Prior | None, obs: chex.Array, u: chex.Array, like: chex.Array) -> chex.Array:
-    return jnp.zeros_like(like) if prior is None else prior.log_prob_pre_tanh(obs, u)
-
-
 def residual_soft_critic_target(
     objective: objective_lib.Objective,
     reward_basic: chex.Array,
@@ -149,7 +146,7 @@ def critic_loss(
     dist = policy_spec.distribution(policy_params, normalizer, batch.next_obs)
     u_next = dist.sample_pre_tanh(key)
     log_prob_next = dist.log_prob_pre_tanh(u_next)
-    log_prob_prior_next = _prior_log_prob(prior, batch.next_obs, u_next, log_prob_next)
+    log_prob_prior_next = prior_lib.log_prob_pre_tanh(prior, batch.next_obs, u_next)
     q_next = critic_spec.q_values(target_params, batch.next_obs, jnp.tanh(u_next)).min(0)
     target = jax.lax.stop_gradient(
         residual_soft_critic_target(objective, batch.reward_basic, batch.reward_addon, batch.termination, q_next,
@@ -168,7 +165,7 @@ def actor_loss(
     dist = policy_spec.distribution(policy_params, normalizer, obs)
     u = dist.sample_pre_tanh(key)
     log_prob = dist.log_prob_pre_tanh(u)
-    log_prob_prior = _prior_log_prob(prior, obs, u, log_prob)
+    log_prob_prior = prior_lib.log_prob_pre_tanh(prior, obs, u)
     q = critic_spec.q_values(jax.lax.stop_gradient(critic_params), obs, jnp.tanh(u)).min(0)
     loss = -jnp.mean(objective_lib.log_prob_terms(objective, log_prob_prior, log_prob) + q)
     return loss, {"actor_loss": loss, "log_prob": jnp.mean(log_prob), "log_prob_prior": jnp.mean(log_prob_prior)}
@@ -306,6 +303,3 @@ class SAC:
 
     def chunk(self, state: TrainState) -> tuple[TrainState, dict]:
         return jax.lax.scan(lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_chunk)
-
-    def act(self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array) -> chex.Array:
-        return self.policy_spec.distribution(params["policy"], normalizer, obs).mode()
