@@ -1,4 +1,4 @@
-"""`rpg-jax train | evaluate | demo`: bad input ends with a one-line message and exit code 2, no traceback."""
+"""`rpg-jax train | sweep | evaluate | demo`: bad input ends with a one-line message and exit code 2, no traceback."""
 
 from __future__ import annotations
 
@@ -83,17 +83,21 @@ def run_demo(demo: Demo) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rpg_jax import train
+    from rpg_jax import sweep, train
 
     commands = {
         "train": train.RunConfig,
+        "sweep": sweep.SweepConfig,
         "evaluate": Evaluate,
         "demo": Demo,
     }
     args = tyro.extras.subcommand_cli_from_dict(commands, args=argv, prog="rpg-jax")
     enable_compilation_cache()
     try:
-        if isinstance(args, train.RunConfig):
+        if isinstance(args, sweep.SweepConfig):  # before RunConfig: a SweepConfig is one
+            summary = sweep.sweep(args)
+            print(sweep.format_points(summary["points"]))
+        elif isinstance(args, train.RunConfig):
             summary = train.train(args)
             print(format_table({f"{summary['algo']} ({summary['task']})": summary["eval"]}))
         elif isinstance(args, Evaluate):

@@ -14,13 +14,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tyro
 
-from rpg_jax import checkpoint, envs, evaluation, objective as objective_lib, prior as prior_lib
+from rpg_jax import checkpoint, devices, envs, evaluation, objective as objective_lib, prior as prior_lib
 from rpg_jax.agents import dqn, ppo, sac
 from rpg_jax.errors import UserError, unknown_name
 from rpg_jax.logging import MetricsWriter, chunk_summary
@@ -136,7 +137,7 @@ class RunConfig:
     """Environment steps to train for (rounded up to whole chunks)."""
     num_envs: int | None = None
     """Parallel environments (default: 64 for PPO, 16 for SAC, 8 for DQN)."""
-    learning_rate: float | None = None
+    learning_rate: Annotated[float | None, tyro.conf.arg(aliases=("--lr",))] = None
     """Adam learning rate (default: 1e-3 for PPO and DQN, 3e-4 for SAC)."""
     discount: float = 0.99
     """γ."""
@@ -152,6 +153,8 @@ class RunConfig:
     """Run directory (default runs/<task>-<algo>-s<seed>)."""
     quiet: bool = False
     """Print no progress."""
+    shard_envs: bool = False
+    """Split the env batch over all local devices (one large run on several GPUs); --num-envs must divide."""
     ppo: PPOOptions = PPOOptions()
     sac: SACOptions = SACOptions()
     dqn: DQNOptions = DQNOptions()
@@ -249,6 +252,8 @@ def validate(run: RunConfig) -> Algorithm:
         config = agent_config(run, algo)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if run.shard_envs:
+        devices.env_mesh(config.num_envs)
     chunk_steps = config.steps_per_iteration * config.iterations_per_chunk
     if run.steps < chunk_steps:
         raise UserError(
@@ -339,22 +344,34 @@ def make_agent(algo: Algorithm, env, config, prior: prior_lib.Prior | None):
     return dqn.DQN(env, config)
 
 
-def trained_policy(algo: Algorithm, agent, state, task: str) -> prior_lib.Prior:
-    """The policy a run leaves behind, as a Prior: what is saved, evaluated and reused by later runs."""
-    objective = state.hyper.objective
+def trained_policy(algo: Algorithm, agent, params, normalizer, objective, prior, task: str) -> prior_lib.Prior:
+    """The policy a run leaves behind, as a Prior: what is saved, evaluated and reused by later runs.
+
+    Takes one member's (unbatched, host) params, normalizer, objective and prior.
+    """
     if algo.family == "dqn":
         spec = SoftQPolicySpec(
             agent.q_spec.obs_size, agent.q_spec.num_actions, agent.q_spec.hidden, agent.q_spec.activation,
             temperature=float(objective.temperature), prior_weight=float(objective.prior_weight),
         )
-        return prior_lib.Prior(state.params["q"], state.normalizer, spec, spec.temperature, task, base=state.prior)
+        return prior_lib.Prior(params["q"], normalizer, spec, spec.temperature, task, base=prior)
     temperature = float(objective.temperature)
     if algo.family == "sac" and agent.config.learn_temperature:
-        temperature = float(jnp.exp(state.params["log_temperature"]))
-    return prior_lib.Prior(state.params["policy"], state.normalizer, agent.policy_spec, temperature, task)
+        temperature = float(jnp.exp(params["log_temperature"]))
+    return prior_lib.Prior(params["policy"], normalizer, agent.policy_spec, temperature, task)
+
+
+def deterministic_action(algo: Algorithm, agent, state, obs: jax.Array) -> jax.Array:
+    """The trained policy's deterministic action read straight from a TrainState, its hyperparameters traced
+    (so it vmaps over a sweep's members): the same action as `trained_policy(...).act(obs)`."""
+    if algo.family == "dqn":
+        logits = agent.logits(state.params["q"], state.normalizer, state.prior, state.hyper.objective, obs)
+        return jnp.argmax(logits, axis=-1)
+    return agent.policy_spec.distribution(state.params["policy"], state.normalizer, obs).mode()
 
 
 def run_directory(run: RunConfig) -> Path:
+    """Creates (if needed) and returns the run's directory, refusing one that cannot be written."""
     out = run.out or Path("runs") / f"{run.task}-{run.algo}-s{run.seed}"
     out = Path(out).absolute()
     try:
@@ -383,39 +400,96 @@ def json_ready(x):
     return x
 
 
-def train(run: RunConfig) -> dict[str, Any]:
-    """Trains one run and writes its directory; returns the summary (also in summary.json)."""
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Everything a run needs before it touches the file system: checked input, env, prior, agent."""
+
+    run: RunConfig
+    algo: Algorithm
+    env: Any
+    prior: prior_lib.Prior | None
+    objective: objective_lib.Objective
+    config: Any
+    hyper: Any
+    agent: Any
+
+    def record(self) -> dict[str, Any]:
+        return run_record(self.run, self.objective, self.config)
+
+
+def run_record(run: RunConfig, objective: objective_lib.Objective, config: Any) -> dict[str, Any]:
+    """config.json before training; the policy's description is added when it is saved."""
+    return {
+        "task": run.task,
+        "algo": run.algo,
+        "run": json_ready(dataclasses.asdict(run)),
+        "objective": {k: float(v) for k, v in dataclasses.asdict(objective).items()},
+        "agent": dataclasses.asdict(config),
+    }
+
+
+def member_objective(run: RunConfig, algo: Algorithm, prior: prior_lib.Prior | None) -> objective_lib.Objective:
+    objective = algo.make_objective(run, prior)
+    if algo.family == "dqn" and not float(objective.temperature) > 0:
+        raise UserError(f"--algo {run.algo} needs a positive temperature α̂; pass --temperature")
+    return objective
+
+
+def prepare(run: RunConfig) -> Prepared:
+    """Validates a run and builds its env, prior, objective and agent; raises UserError on bad input."""
     algo = validate(run)
     env = envs.make(run.task)
     check_action_space(run, algo, env)
     prior = load_prior_for(run, env)
-    objective = algo.make_objective(run, prior)
-    if algo.family == "dqn" and not float(objective.temperature) > 0:
-        raise UserError(f"--algo {run.algo} needs a positive temperature α̂; pass --temperature")
+    objective = member_objective(run, algo, prior)
     config = agent_config(run, algo)
     hyper = agent_hyper(run, algo, objective, env)
     agent = make_agent(algo, env, config, prior)
+    return Prepared(run, algo, env, prior, objective, config, hyper, agent)
+
+
+def save_policy(out: Path, record: dict[str, Any], policy: prior_lib.Prior) -> None:
+    """Makes `out` a prior: the policy's checkpoint, then config.json naming its network and temperature."""
+    checkpoint.save(out / prior_lib.POLICY_CHECKPOINT, {"params": policy.params, "normalizer": policy.normalizer})
+    checkpoint.write_json(out / prior_lib.CONFIG_FILE,
+                          {**record, **prior_lib.policy_metadata(policy.spec, policy.temperature)})
+
+
+def compile_chunk(prepared: Prepared, state) -> tuple[Any, Any, float]:
+    """The compiled chunk (donating its input state), the state placed for it, and the compile seconds.
+
+    With --shard-envs the env batch is split over the local devices and the rest replicated; XLA partitions
+    the program and inserts the gradient all-reduce, so the result equals the unsharded run's up to float
+    summation order.
+    """
+    start = time.perf_counter()
+    if prepared.run.shard_envs:
+        mesh = devices.env_mesh(prepared.config.num_envs)
+        shardings = devices.env_state_shardings(state, mesh)
+        state = jax.device_put(state, shardings)
+        jitted = jax.jit(prepared.agent.chunk, donate_argnums=0,
+                         out_shardings=(shardings, devices.replicated(mesh)))
+    else:
+        jitted = jax.jit(prepared.agent.chunk, donate_argnums=0)
+    compiled = devices.compile_checked(jitted.lower(state))
+    return compiled, state, time.perf_counter() - start
+
+
+def train(run: RunConfig) -> dict[str, Any]:
+    """Trains one run and writes its directory; returns the summary (also in summary.json)."""
+    prepared = prepare(run)
+    algo, agent, config = prepared.algo, prepared.agent, prepared.config
     out = run_directory(run)  # only now: bad input must leave nothing behind
 
-    checkpoint.write_json(
-        out / "config.json",
-        {
-            "task": run.task,
-            "algo": run.algo,
-            "run": json_ready(dataclasses.asdict(run)),
-            "objective": {k: float(v) for k, v in dataclasses.asdict(objective).items()},
-            "agent": dataclasses.asdict(config),
-        },
-    )
+    checkpoint.write_json(out / "config.json", prepared.record())
     (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    state = jax.jit(agent.init)(jax.random.PRNGKey(run.seed), hyper, prior)
+    init_args = (jax.random.PRNGKey(run.seed), prepared.hyper, prepared.prior)
+    devices.check_fits(jax.eval_shape(agent.init, *init_args), jax.local_device_count() if run.shard_envs else 1)
+    state = jax.jit(agent.init)(*init_args)
     steps_per_chunk = config.steps_per_iteration * config.iterations_per_chunk
     num_chunks = math.ceil(run.steps / steps_per_chunk)
-
-    compile_start = time.perf_counter()
-    chunk = jax.jit(agent.chunk, donate_argnums=0).lower(state).compile()
-    compile_s = time.perf_counter() - compile_start
+    chunk, state, compile_s = compile_chunk(prepared, state)
 
     writer = MetricsWriter(out / "metrics.jsonl", stream=None if run.quiet else sys.stdout)
     train_s = 0.0
@@ -440,12 +514,11 @@ def train(run: RunConfig) -> dict[str, Any]:
     finally:
         writer.close()
 
-    policy = trained_policy(algo, agent, state, run.task)
-    checkpoint.save(out / prior_lib.POLICY_CHECKPOINT, {"params": policy.params, "normalizer": policy.normalizer})
-    checkpoint.save(out / "checkpoints/agent", {"params": state.params, "normalizer": state.normalizer})
-    config_json = checkpoint.read_json(out / "config.json")
-    config_json.update(prior_lib.policy_metadata(policy.spec, policy.temperature))
-    checkpoint.write_json(out / "config.json", config_json)
+    params, normalizer, objective, prior = jax.device_get(
+        (state.params, state.normalizer, state.hyper.objective, state.prior))
+    policy = trained_policy(algo, agent, params, normalizer, objective, prior, run.task)
+    save_policy(out, prepared.record(), policy)
+    checkpoint.save(out / "checkpoints/agent", {"params": params, "normalizer": normalizer})
 
     returns = evaluate_policy(policy, run.task, evaluation_key(run.seed), run.eval_episodes)
     summary = {
@@ -456,7 +529,7 @@ def train(run: RunConfig) -> dict[str, Any]:
         "wall_s": compile_s + train_s,
         "compile_s": compile_s,
         "steps_per_s": int(state.env_steps) / train_s,
-        "objective": {k: float(v) for k, v in dataclasses.asdict(objective).items()},
+        "objective": {k: float(v) for k, v in dataclasses.asdict(prepared.objective).items()},
         "prior": str(Path(run.prior).absolute()) if run.prior else None,
         "eval": returns,
     }
