@@ -17,6 +17,15 @@ import orbax.checkpoint as ocp
 from rpg_jax.errors import UserError
 
 
+def _checkpointer() -> ocp.Checkpointer:
+    """An orbax checkpointer for this process alone. Our trees are host NumPy, and in a multi-process sweep only
+    process 0 writes: orbax must not wait at its cross-process barriers for processes that never save."""
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=options),
+                            multiprocessing_options=options)
+
+
 def save(path: str | os.PathLike, tree: Any) -> Path:
     """Writes `tree` to `path` atomically: into a sibling temporary directory, then renamed into place.
 
@@ -26,7 +35,7 @@ def save(path: str | os.PathLike, tree: Any) -> Path:
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    ocp.PyTreeCheckpointer().save(tmp, jax.device_get(tree))
+    _checkpointer().save(tmp, jax.device_get(tree))
     if path.exists():
         old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
         path.rename(old)
@@ -47,7 +56,7 @@ def restore(path: str | os.PathLike, template: Any) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = ocp.PyTreeCheckpointer().restore(path, item=template, restore_args=restore_args)
+            tree = _checkpointer().restore(path, item=template, restore_args=restore_args)
     except Exception as e:  # orbax raises many types (ValueError, FileNotFoundError, tensorstore errors).
         raise UserError(f"checkpoint at {path} is corrupt or incomplete: {type(e).__name__}: {e}") from e
     for got, want in zip(jax.tree.leaves(tree), jax.tree.leaves(template)):
