@@ -55,6 +55,10 @@ class SweepConfig(RunConfig):
     """Seeds per grid point: --seed, --seed + 1, …, each trained as `rpg-jax train --seed` would."""
     devices: int | None = None
     """Local devices to split the members over (default: all of them)."""
+    member_batch: int | None = None
+    """Members vmapped together on a device; the device's other members run batch after batch inside the same
+    program (`lax.map`). Default: all of them on an accelerator; on a CPU enough for about 256 envs per batch,
+    where MJX steps fastest (1024 envs step 3× slower per env than 256 on a 2-core CPU)."""
     coordinator: str | None = None
     """HOST:PORT of process 0, for a sweep over several hosts (or RPG_JAX_COORDINATOR)."""
     num_processes: int | None = None
@@ -93,6 +97,8 @@ def grid(sweep: SweepConfig) -> tuple[dict[str, tuple[float, ...]], list[Member]
     """The swept values and the members, point-major then seed. Checks everything a member's `train` would."""
     if sweep.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {sweep.seeds}")
+    if sweep.member_batch is not None and sweep.member_batch < 1:
+        raise UserError(f"--member-batch must be at least 1, got {sweep.member_batch}")
     if sweep.shard_envs:
         raise UserError("a sweep splits its members over the devices; --shard-envs is for a single run")
     swept = {}
@@ -125,11 +131,12 @@ class Program:
     them without tracing again. `traces` counts how often the chunk was traced.
     """
 
-    def __init__(self, prepared: train.Prepared, mesh: Mesh, eval_episodes: int):
+    def __init__(self, prepared: train.Prepared, mesh: Mesh, eval_episodes: int, member_batch: int):
         agent, algo, env = prepared.agent, prepared.algo, prepared.env
         episode_length = envs.get_task(prepared.run.task).episode_length
         members = P(devices.MEMBERS)
         self.traces = 0
+        self.member_batch = member_batch
         self.compiled_chunk: Any = None
 
         def on_mesh(fn: Callable, in_specs, **jit_kwargs):
@@ -140,7 +147,7 @@ class Program:
 
         def chunk(state):
             self.traces += 1
-            return jax.vmap(agent.chunk)(state)
+            return in_batches(agent.chunk, state, member_batch)
 
         def evaluate(state, key):
             act = lambda obs, _: train.deterministic_action(algo, agent, state, obs)  # noqa: E731
@@ -148,18 +155,40 @@ class Program:
 
         self.init = on_mesh(jax.vmap(agent.init, in_axes=(0, 0, None)), (members, members, P()))
         self.chunk = on_mesh(chunk, members, donate_argnums=0)
-        self.evaluate = on_mesh(jax.vmap(evaluate), (members, members))
+        self.evaluate = on_mesh(lambda *args: in_batches(evaluate, args, member_batch, unpack=True),
+                                (members, members))
+
+
+def in_batches(fn: Callable, tree: Any, batch: int, unpack: bool = False) -> Any:
+    """`vmap(fn)` over the leading axis, `batch` members at a time (a `lax.scan` over the batches).
+
+    Like `lax.map(fn, tree, batch_size=batch)`, with explicit shapes: MJX states hold zero-size arrays, on which
+    lax.map's reshape fails. The leading size must be a multiple of `batch`.
+    """
+    size = jax.tree.leaves(tree)[0].shape[0]
+    batches = size // batch
+    split = jax.tree.map(lambda x: x.reshape((batches, batch) + x.shape[1:]), tree)
+    mapped = jax.vmap(lambda x: fn(*x)) if unpack else jax.vmap(fn)
+    _, out = jax.lax.scan(lambda carry, x: (carry, mapped(x)), None, split)
+    return jax.tree.map(lambda x: x.reshape((size,) + x.shape[2:]), out)
 
 
 _PROGRAMS: dict[tuple, Program] = {}
 
 
-def program_for(prepared: train.Prepared, mesh: Mesh, num_members: int, eval_episodes: int) -> Program:
+def program_for(prepared: train.Prepared, mesh: Mesh, num_members: int, eval_episodes: int,
+                member_batch: int) -> Program:
     key = (prepared.run.task, prepared.run.algo, prepared.config, jax.tree.structure(prepared.prior), mesh,
-           num_members, eval_episodes)
+           num_members, eval_episodes, member_batch)
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = Program(prepared, mesh, eval_episodes)
+        _PROGRAMS[key] = Program(prepared, mesh, eval_episodes, member_batch)
     return _PROGRAMS[key]
+
+
+def default_member_batch(members_per_device: int, num_envs: int) -> int:
+    if jax.devices()[0].platform != "cpu":
+        return members_per_device
+    return max(1, min(members_per_device, 256 // num_envs))
 
 
 def member_hyper(prepared: train.Prepared, run: RunConfig):
@@ -182,9 +211,11 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     prepared = train.prepare(members[0].run)
     objectives, hypers = zip(*(member_hyper(prepared, m.run) for m in members))
     mesh = devices.member_mesh(config.devices)
-    padded = len(members) + (-len(members) % mesh.size)  # each device gets the same number of members
+    per_device = -(-len(members) // mesh.size)
+    member_batch = min(config.member_batch or default_member_batch(per_device, prepared.config.num_envs), per_device)
+    padded = mesh.size * member_batch * -(-per_device // member_batch)  # equal whole batches on every device
     pad = lambda xs: list(xs) + [xs[-1]] * (padded - len(xs))  # noqa: E731
-    program = program_for(prepared, mesh, padded, config.eval_episodes)
+    program = program_for(prepared, mesh, padded, config.eval_episodes, member_batch)
 
     start = time.perf_counter()
     init_args = (

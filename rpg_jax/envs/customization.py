@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import chex
+import jax
 import jax.numpy as jnp
 from brax.envs.base import Env, State, Wrapper
+from brax.envs.wrappers.training import AutoResetWrapper
 
 AddonReward = Callable[[chex.Array, chex.Array], chex.Array]
 """r_R(next_obs, action) -> scalar, for one (unbatched) transition."""
@@ -56,3 +59,15 @@ class FinalObservationWrapper(Wrapper):
         state = self.env.step(state, action)
         state.info["final_obs"] = state.obs
         return state
+
+
+class ShapedAutoResetWrapper(AutoResetWrapper):
+    """Brax's auto-reset, with the observation size read from shapes once.
+
+    Brax's `observation_size` runs a whole `reset` op by op on every access: 15 s for an MJX model on a 2-core
+    CPU, paid by every run that asks (agents, priors, evaluation). Tracing the reset costs no computation.
+    """
+
+    @functools.cached_property
+    def observation_size(self) -> int:
+        return jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape[-1]

@@ -8,10 +8,15 @@ from typing import Callable
 import jax.numpy as jnp
 from brax import envs as brax_envs
 from brax.envs.base import Env
-from brax.envs.wrappers.training import AutoResetWrapper, EpisodeWrapper
+from brax.envs.wrappers.training import EpisodeWrapper
 
 from rpg_jax.envs.classic import CartPole, MountainCarContinuous
-from rpg_jax.envs.customization import AddonReward, CustomizationWrapper, FinalObservationWrapper
+from rpg_jax.envs.customization import (
+    AddonReward,
+    CustomizationWrapper,
+    FinalObservationWrapper,
+    ShapedAutoResetWrapper,
+)
 from rpg_jax.errors import unknown_name
 
 
@@ -117,4 +122,4 @@ def make(name: str, episode_length: int | None = None) -> Env:
     task = get_task(name)
     env = CustomizationWrapper(task.make_base(), task.addon_reward)
     env = EpisodeWrapper(env, episode_length or task.episode_length, action_repeat=1)
-    return AutoResetWrapper(FinalObservationWrapper(env))
+    return ShapedAutoResetWrapper(FinalObservationWrapper(env))
