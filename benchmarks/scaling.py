@@ -51,23 +51,26 @@ def worker(args) -> dict:
         config = sweep.SweepConfig(**fields, seeds=args.members, member_batch=args.member_batch)
         summary = sweep.sweep(config)
         (program,) = sweep._PROGRAMS.values()
-        record.update(compile_s=summary["compile_s"], member_batch=program.member_batch,
+        record.update(compile_s=summary["compile_s"], train_s=summary["train_s"], member_batch=program.member_batch,
                       xla_chunk_mib=chunk_mib(program.compiled_chunk))
     elif args.worker in ("runs", "shard_envs"):  # K × `rpg-jax train --seed s`, each compiling its own program
         summaries = [train.train(dataclasses.replace(run, seed=seed, out=out / str(seed)))
                      for seed in range(args.members)]
         record["compile_s"] = sum(s["compile_s"] for s in summaries)
+        record["train_s"] = sum(s["wall_s"] - s["compile_s"] for s in summaries)
     else:  # "loop": K runs in one process sharing one compiled chunk: the least a sequential loop can cost
         prepared = train.prepare(run)
         init = jax.jit(prepared.agent.init)
         state = init(jax.random.PRNGKey(0), prepared.hyper, prepared.prior)
         chunk, state, record["compile_s"] = train.compile_chunk(prepared, state)
+        train_start = time.perf_counter()
         for seed in range(args.members):
             if seed:
                 state = init(jax.random.PRNGKey(seed), prepared.hyper, prepared.prior)
             for _ in range(args.chunks):
                 state, metrics = chunk(state)
             jax.block_until_ready(metrics)
+        record["train_s"] = time.perf_counter() - train_start
         record["xla_chunk_mib"] = chunk_mib(chunk)
     record["wall_s"] = time.perf_counter() - start
     record["env_steps"] = args.members * run.steps
@@ -129,31 +132,34 @@ def main() -> None:
     train.train(train.RunConfig(task=TASK, algo="soft_ppo", temperature=0.2, steps=102_400, out=prior, quiet=True))
 
     steps = args.chunks * args.iterations * args.num_envs * 16
-    print(f"\nK seeds of Residual PPO on {TASK}, {args.num_envs} envs and {steps:,} env steps per seed, "
-          f"evaluation and saving included; {device_name()}")
-    print("| K | sweep: compile s | wall s | K × train (each compiles): compile s | wall s | **ratio** | "
-          "K runs, one compile, in a loop: compile s | wall s | ratio | peak RSS MiB sweep / loop |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\nK seeds of Residual PPO on {TASK}, {args.num_envs} envs and {steps:,} env steps per seed; "
+          f"{device_name()}. Wall: end to end (compile, train, evaluate, save); train: the chunks alone.")
+    print("| K | sweep: compile / train / wall s | K × train: compile / train / wall s | **wall ratio** | "
+          "train ratio | loop (one compile): compile / train s | loop train / sweep train | "
+          "peak RSS MiB sweep / runs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for members in [int(k) for k in args.seeds.split(",")]:
         row = {"members": members, "sweep": run_worker(prior, "sweep", members, 1, args),
                "loop": run_worker(prior, "loop", members, 1, args)}
         if members <= args.max_runs:
             row["runs"] = run_worker(prior, "runs", members, 1, args)
-            row["ratio_runs_over_sweep"] = row["runs"]["wall_s"] / row["sweep"]["wall_s"]
-        row["ratio_loop_over_sweep"] = row["loop"]["wall_s"] / row["sweep"]["wall_s"]
+            row["ratio_wall_runs_over_sweep"] = row["runs"]["wall_s"] / row["sweep"]["wall_s"]
+            row["ratio_train_runs_over_sweep"] = row["runs"]["train_s"] / row["sweep"]["train_s"]
+        row["ratio_train_loop_over_sweep"] = row["loop"]["train_s"] / row["sweep"]["train_s"]
         rows.append(row)
-        sweep_, loop, runs = row["sweep"], row["loop"], row.get("runs")
-        runs_cells = (f"{runs['compile_s']:.1f} | {runs['wall_s']:.1f} | **{row['ratio_runs_over_sweep']:.2f}**"
-                      if runs else "— | — | —")
-        print(f"| {members} | {sweep_['compile_s']:.1f} | {sweep_['wall_s']:.1f} | {runs_cells} | "
-              f"{loop['compile_s']:.1f} | {loop['wall_s']:.1f} | {row['ratio_loop_over_sweep']:.2f} | "
-              f"{sweep_['peak_rss_mib']:.0f} / {loop['peak_rss_mib']:.0f} |", flush=True)
+        sw, loop, runs = row["sweep"], row["loop"], row.get("runs")
+        times = lambda r: f"{r['compile_s']:.1f} / {r['train_s']:.1f} / {r['wall_s']:.1f}"  # noqa: E731
+        runs_cells = (f"{times(runs)} | **{row['ratio_wall_runs_over_sweep']:.2f}** | "
+                      f"{row['ratio_train_runs_over_sweep']:.2f}" if runs else "— | — | —")
+        print(f"| {members} | {times(sw)} | {runs_cells} | {loop['compile_s']:.1f} / {loop['train_s']:.1f} | "
+              f"{row['ratio_train_loop_over_sweep']:.2f} | {sw['peak_rss_mib']:.0f} / "
+              f"{runs['peak_rss_mib'] if runs else float('nan'):.0f} |", flush=True)
 
     print(f"\nSharded over simulated CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=N), "
           f"{os.cpu_count()} cores")
-    print("| layout | devices | compile s | wall s | env steps/s (wall) | peak RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| layout | devices | compile s | train s | env steps/s (train) | wall s | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     sharded = []
     for count in [int(d) for d in args.devices.split(",")]:
         for mode, members, label, overrides in (
@@ -162,8 +168,9 @@ def main() -> None:
         ):
             record = run_worker(prior, mode, members, count, args, **overrides)
             sharded.append(record)
-            print(f"| {label} | {count} | {record['compile_s']:.1f} | {record['wall_s']:.1f} | "
-                  f"{record['env_steps'] / record['wall_s']:,.0f} | {record['peak_rss_mib']:.0f} |", flush=True)
+            print(f"| {label} | {count} | {record['compile_s']:.1f} | {record['train_s']:.1f} | "
+                  f"{record['env_steps'] / record['train_s']:,.0f} | {record['wall_s']:.1f} | "
+                  f"{record['peak_rss_mib']:.0f} |", flush=True)
 
     write_results("scaling", TASK, {"algo": "residual_ppo", "cpu_count": os.cpu_count(), "seeds": rows,
                                     "sharded": sharded, "settings": vars(args)})

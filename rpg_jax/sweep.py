@@ -56,9 +56,10 @@ class SweepConfig(RunConfig):
     devices: int | None = None
     """Local devices to split the members over (default: all of them)."""
     member_batch: int | None = None
-    """Members vmapped together on a device; the device's other members run batch after batch inside the same
-    program (`lax.map`). Default: all of them on an accelerator; on a CPU enough for about 256 envs per batch,
-    where MJX steps fastest (1024 envs step 3× slower per env than 256 on a 2-core CPU)."""
+    """Members vmapped together on a device; its other members run batch after batch in the same program.
+    Default: all of them on an accelerator; on a CPU, enough members for about 256 envs per batch.
+    (MJX steps 1024 envs 3× slower per env than 256 on a 2-core CPU.)"""
+    shard_envs: tyro.conf.Suppress[bool] = False
     coordinator: str | None = None
     """HOST:PORT of process 0, for a sweep over several hosts (or RPG_JAX_COORDINATOR)."""
     num_processes: int | None = None
@@ -306,6 +307,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         "env_steps": num_chunks * steps_per_chunk,
         "wall_s": wall_s,
         "compile_s": compile_s,
+        "train_s": train_s,
         "steps_per_s": len(members) * num_chunks * steps_per_chunk / train_s,
         "devices": mesh.size,
         "processes": jax.process_count(),

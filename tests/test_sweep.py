@@ -126,7 +126,6 @@ def test_chunk_is_traced_once_across_chunks_and_across_sweeps_of_the_same_shape(
     (["--beta", "0.1,0.2"], "--beta has no effect on --algo soft_ppo; it is swept for: kl_ppo"),
     (["--prior-weight", "0.1"], "--prior-weight has no effect on --algo soft_ppo"),
     (["--devices", "3"], "--devices 3: this machine has 1"),
-    (["--shard-envs"], "--shard-envs is for a single run"),
     (["--coordinator", "localhost"], "needs --num-processes N and --process-id I"),
     (["--num-processes", "2"], "need --coordinator HOST:PORT"),
 ])
@@ -136,6 +135,11 @@ def test_bad_sweeps_fail_early_with_a_message(tmp_path, capsys, flags, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_sweep_does_not_also_split_envs():
+    with pytest.raises(UserError, match="--shard-envs is for a single run"):
+        sweep.grid(sweep.SweepConfig(shard_envs=True))
 
 
 def test_sweep_larger_than_memory_fails_before_allocating(tmp_path, capsys):
@@ -180,6 +184,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_the_sweep_command_splits_a_cpu_into_one_device_per_core(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rpg_jax.cli", "sweep", "--task", "cartpole", "--algo", "soft_dqn", "--seeds", "2",
+         "--steps", "400", "--iterations-per-chunk", "50", "--dqn.warmup-steps", "200", "--eval-episodes", "1",
+         "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, env=_subprocess_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert checkpoint.read_json(tmp_path / "summary.json")["devices"] == os.cpu_count()
+
+
 def test_two_processes_on_loopback_train_the_same_members_as_one(tmp_path):
     flags = ["sweep", "--task", "cartpole", "--algo", "soft_dqn", "--temperature", "0.1,1", "--seeds", "2",
              "--steps", "1000", "--iterations-per-chunk", "50", "--dqn.warmup-steps", "200", "--dqn.batch-size",
@@ -189,7 +202,8 @@ def test_two_processes_on_loopback_train_the_same_members_as_one(tmp_path):
     processes = [
         subprocess.Popen([*command, "--out", str(tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}",
                           "--num-processes", "2", "--process-id", str(i)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_subprocess_env())
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=_subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=1"))
         for i in range(2)
     ]
     # The reference: one process whose two (simulated) devices hold the members as the two processes do.
