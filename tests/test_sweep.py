@@ -76,7 +76,8 @@ def test_grid_over_prior_weight_equals_separate_runs(tmp_path, tiny_priors, algo
         member = summary["members"][index]
         assert member["point"] == {"prior_weight": weight}
         train.train(train.RunConfig(prior_weight=weight, out=tmp_path / f"w{weight}", **common))
-        assert max_difference(policy_params(tmp_path / "sweep" / member["dir"]), policy_params(tmp_path / f"w{weight}")) < 1e-5
+        swept, alone = tmp_path / "sweep" / member["dir"], tmp_path / f"w{weight}"
+        assert max_difference(policy_params(swept), policy_params(alone)) < 1e-5
         objective = checkpoint.read_json(tmp_path / "sweep" / member["dir"] / "config.json")["objective"]
         assert objective["prior_weight"] == pytest.approx(weight)
     assert (tmp_path / "sweep" / "frontier.png").stat().st_size > 10_000
@@ -98,8 +99,9 @@ def test_summary_gives_mean_and_std_over_seeds_per_grid_point(tmp_path):
         (i, i % 3, (0.2, 1.0)[i // 3]) for i in range(6)}
     assert json.loads((tmp_path / "summary.json").read_text())["points"] == summary["points"]
     # Every member is a run directory, usable as a prior.
-    assert train.evaluate_run(tmp_path / "members" / "004", episodes=2, seed=1)["basic_return"]["mean"] == pytest.approx(
-        summary["members"][4]["eval"]["basic_return"]["mean"], rel=1e-5, abs=1e-4)
+    again = train.evaluate_run(tmp_path / "members" / "004", episodes=2, seed=1)
+    assert again["basic_return"]["mean"] == pytest.approx(summary["members"][4]["eval"]["basic_return"]["mean"],
+                                                          rel=1e-5, abs=1e-4)
 
 
 def test_chunk_is_traced_once_across_chunks_and_across_sweeps_of_the_same_shape(tmp_path):
