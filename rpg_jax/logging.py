@@ -1,4 +1,5 @@
-"""Host-side output between jitted chunks: metrics.jsonl and a one-line-per-chunk progress report."""
+"""Host-side output between jitted chunks: metrics.jsonl, TensorBoard events, optional Weights & Biases, and a
+one-line-per-chunk progress report."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+
+from rpg_jax.errors import UserError
 
 
 def chunk_summary(metrics: dict[str, Any]) -> dict[str, float]:
@@ -33,24 +36,70 @@ def chunk_summary(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-class MetricsWriter:
-    """Appends one JSON object per line to `metrics.jsonl` and prints a short progress line."""
+NOT_SCALARS = ("chunk", "chunks", "member", "seed", "env_steps")
 
-    def __init__(self, path: Path, stream: TextIO | None = sys.stdout):
+
+class MetricsWriter:
+    """Appends one JSON object per line to `metrics.jsonl`, mirrors the numbers to TensorBoard event files in
+    the same folder (and to a W&B run when given), and prints a short progress line.
+
+    A sweep's records carry a `member` index: its TensorBoard tags are `<metric>/member_<i>`, so one chart
+    holds every member of the grid.
+    """
+
+    def __init__(self, path: Path, stream: TextIO | None = sys.stdout, tensorboard: bool = True,
+                 wandb_run: Any = None):
         self.path = Path(path)
         self.stream = stream
         self._file = self.path.open("a")
+        self._tensorboard = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tensorboard = SummaryWriter(logdir=str(self.path.parent), flush_secs=10)
+        self._wandb = wandb_run
 
     def write(self, record: dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in record.items()}
         self._file.write(json.dumps(clean) + "\n")
         self._file.flush()
+        scalars = {k: v for k, v in clean.items()
+                   if k not in NOT_SCALARS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        step = int(record.get("env_steps", record.get("chunk", 0)))
+        suffix = f"/member_{record['member']:03d}" if "member" in record else ""
+        if self._tensorboard is not None:
+            for name, value in scalars.items():
+                self._tensorboard.add_scalar(name + suffix, value, global_step=step)
+        if self._wandb is not None:
+            self._wandb.log({name + suffix: value for name, value in scalars.items()}, step=step)
         if self.stream is not None:
             self.stream.write(progress_line(record) + "\n")
             self.stream.flush()
 
     def close(self) -> None:
         self._file.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def open_wandb(out: Path, config: dict[str, Any], project: str = "rpg_jax") -> Any:
+    """A Weights & Biases run in offline mode, its files under `out/wandb` (`wandb sync` uploads them later)."""
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("--wandb needs the wandb package: pip install 'rpg_jax[wandb]'") from None
+    return wandb.init(project=project, name=Path(out).name, dir=str(out), config=config, mode="offline")
+
+
+def keep_records_until(path: Path, chunk: int) -> None:
+    """Drops the lines of `metrics.jsonl` after `chunk`: a resumed run rewrites the chunks it repeats."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("chunk", 0) <= chunk]
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def progress_line(record: dict[str, Any]) -> str:

@@ -23,9 +23,9 @@ import numpy as np
 import tyro
 from jax.sharding import Mesh, PartitionSpec as P
 
-from rpg_jax import checkpoint, devices, envs, evaluation, train
+from rpg_jax import checkpoint, devices, envs, evaluation, health, train
 from rpg_jax.errors import UserError
-from rpg_jax.logging import MetricsWriter, chunk_summary
+from rpg_jax.logging import MetricsWriter, chunk_summary, open_wandb
 from rpg_jax.plotting import point_label, save_frontier
 from rpg_jax.train import RunConfig
 
@@ -60,6 +60,8 @@ class SweepConfig(RunConfig):
     Default: all of them on an accelerator; on a CPU, enough members for about 256 envs per batch.
     (MJX steps 1024 envs 3× slower per env than 256 on a 2-core CPU.)"""
     shard_envs: tyro.conf.Suppress[bool] = False
+    resume: tyro.conf.Suppress[Path | None] = None  # a sweep is one program: rerun it rather than resume it
+    checkpoint_every: tyro.conf.Suppress[int] = 0
     coordinator: str | None = None
     """HOST:PORT of process 0, for a sweep over several hosts (or RPG_JAX_COORDINATOR)."""
     num_processes: int | None = None
@@ -148,7 +150,7 @@ class Program:
 
         def chunk(state):
             self.traces += 1
-            return in_batches(agent.chunk, state, member_batch)
+            return in_batches(health.with_finite_flags(agent.chunk), state, member_batch)
 
         def evaluate(state, key):
             act = lambda obs, _: train.deterministic_action(algo, agent, state, obs)  # noqa: E731
@@ -242,7 +244,11 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     writer = None
     if primary:
         (out / "metrics.jsonl").unlink(missing_ok=True)
-        writer = MetricsWriter(out / "metrics.jsonl", stream=None)
+        for events in out.glob("events.out.tfevents.*"):
+            events.unlink()
+        writer = MetricsWriter(out / "metrics.jsonl", stream=None, tensorboard=config.tensorboard,
+                               wandb_run=open_wandb(out, {"sweep": train.json_ready(dataclasses.asdict(config))})
+                               if config.wandb else None)
     train_s = 0.0
     try:
         for index in range(1, num_chunks + 1):
@@ -255,13 +261,14 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
                 raise
             elapsed = time.perf_counter() - chunk_start
             train_s += elapsed
-            records = [chunk_summary(member_slice(metrics, i)) for i in range(len(members))]
             for i, member in enumerate(members):
                 try:
-                    train.check_finite(member_slice(metrics, i), index)
-                except FloatingPointError as e:
+                    health.check(member_slice(metrics, i), index)
+                except health.NonFiniteError as e:
                     label = point_label(member.point) or "defaults"
                     raise FloatingPointError(f"member {i} (seed {member.seed}, {label}): {e}") from None
+            metrics = health.split_flags(metrics)[0]
+            records = [chunk_summary(member_slice(metrics, i)) for i in range(len(members))]
             if primary:
                 env_steps = index * steps_per_chunk
                 for i, (member, record) in enumerate(zip(members, records)):

@@ -9,8 +9,10 @@ prior is used.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from rpg_jax import checkpoint, devices, envs, evaluation, objective as objective_lib, prior as prior_lib
+from rpg_jax import checkpoint, devices, envs, evaluation, health, objective as objective_lib, prior as prior_lib
 from rpg_jax.agents import dqn, ppo, sac
 from rpg_jax.errors import UserError, unknown_name
-from rpg_jax.logging import MetricsWriter, chunk_summary
+from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
 from rpg_jax.networks import SoftQPolicySpec
 
 AlgoName = Literal[
@@ -155,6 +157,15 @@ class RunConfig:
     """Print no progress."""
     shard_envs: bool = False
     """Split the env batch over all local devices (one large run on several GPUs); --num-envs must divide."""
+    checkpoint_every: int = 10
+    """Save the whole training state every K chunks, and at the end (0: only at the end)."""
+    resume: Path | None = None
+    """Continue the run in this directory from its last checkpoint, with its own settings (--steps may
+    extend it); ends with exactly the parameters of an uninterrupted run."""
+    tensorboard: bool = True
+    """Write TensorBoard event files next to metrics.jsonl."""
+    wandb: bool = False
+    """Also log to Weights & Biases, offline (needs the [wandb] extra; `wandb sync` uploads later)."""
     ppo: PPOOptions = PPOOptions()
     sac: SACOptions = SACOptions()
     dqn: DQNOptions = DQNOptions()
@@ -221,6 +232,12 @@ def resolved(run: RunConfig, name: str, family: str):
     return FAMILY_DEFAULTS[family][name] if value is None else value
 
 
+def module_available(name: str) -> bool:
+    if name in sys.modules:  # imported already (or blocked with None)
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
+
+
 def validate(run: RunConfig) -> Algorithm:
     """Checks everything that can be checked before any env or network is built."""
     if run.algo not in ALGORITHMS:
@@ -248,6 +265,10 @@ def validate(run: RunConfig) -> Algorithm:
         raise UserError(f"--algo {run.algo} needs a positive --temperature (its policy is softmax(Q/α̂))")
     if run.eval_episodes < 1:
         raise UserError("--eval-episodes must be at least 1")
+    if run.wandb and not module_available("wandb"):
+        raise UserError("--wandb needs the wandb package: pip install 'rpg_jax[wandb]'")
+    if run.checkpoint_every < 0:
+        raise UserError(f"--checkpoint-every must be ≥ 0, got {run.checkpoint_every}")
     try:
         config = agent_config(run, algo)
     except ValueError as e:
@@ -456,51 +477,128 @@ def save_policy(out: Path, record: dict[str, Any], policy: prior_lib.Prior) -> N
 
 
 def compile_chunk(prepared: Prepared, state) -> tuple[Any, Any, float]:
-    """The compiled chunk (donating its input state), the state placed for it, and the compile seconds.
+    """The compiled chunk (donating its input state, reporting finite flags), the state placed for it, and the
+    compile seconds.
 
     With --shard-envs the env batch is split over the local devices and the rest replicated; XLA partitions
     the program and inserts the gradient all-reduce, so the result equals the unsharded run's up to float
     summation order.
     """
     start = time.perf_counter()
+    chunk = health.with_finite_flags(prepared.agent.chunk)
     if prepared.run.shard_envs:
         mesh = devices.env_mesh(prepared.config.num_envs)
         shardings = devices.env_state_shardings(state, mesh)
         state = jax.device_put(state, shardings)
-        jitted = jax.jit(prepared.agent.chunk, donate_argnums=0,
-                         out_shardings=(shardings, devices.replicated(mesh)))
+        jitted = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, devices.replicated(mesh)))
     else:
-        jitted = jax.jit(prepared.agent.chunk, donate_argnums=0)
+        jitted = jax.jit(chunk, donate_argnums=0)
     compiled = devices.compile_checked(jitted.lower(state))
     return compiled, state, time.perf_counter() - start
 
 
+TRAIN_STATE_CHECKPOINTS = "checkpoints/train_state"
+# Flags that may differ on `--resume`: they change how a run is watched or how long it goes, not what it trains.
+RESUME_MAY_CHANGE = ("resume", "steps", "quiet", "checkpoint_every", "tensorboard", "wandb", "out", "eval_episodes")
+
+
+def initial_state(prepared: Prepared):
+    init_args = (jax.random.PRNGKey(prepared.run.seed), prepared.hyper, prepared.prior)
+    devices.check_fits(jax.eval_shape(prepared.agent.init, *init_args),
+                       jax.local_device_count() if prepared.run.shard_envs else 1)
+    return jax.jit(prepared.agent.init)(*init_args)
+
+
 def train(run: RunConfig) -> dict[str, Any]:
-    """Trains one run and writes its directory; returns the summary (also in summary.json)."""
+    """Trains one run and writes its directory; returns the summary (also in summary.json).
+
+    With `run.resume` set, continues that run directory from its last training-state checkpoint instead.
+    """
+    if run.resume is not None:
+        return resume(run)
     prepared = prepare(run)
-    algo, agent, config = prepared.algo, prepared.agent, prepared.config
     out = run_directory(run)  # only now: bad input must leave nothing behind
-
     checkpoint.write_json(out / "config.json", prepared.record())
-    (out / "metrics.jsonl").unlink(missing_ok=True)
+    for stale in ("metrics.jsonl", "summary.json"):
+        (out / stale).unlink(missing_ok=True)
+    for events in out.glob("events.out.tfevents.*"):
+        events.unlink()
+    shutil.rmtree(out / TRAIN_STATE_CHECKPOINTS, ignore_errors=True)
+    return run_chunks(prepared, out, initial_state(prepared), chunks_done=0, train_s=0.0)
 
-    init_args = (jax.random.PRNGKey(run.seed), prepared.hyper, prepared.prior)
-    devices.check_fits(jax.eval_shape(agent.init, *init_args), jax.local_device_count() if run.shard_envs else 1)
-    state = jax.jit(agent.init)(*init_args)
+
+def resume(run: RunConfig) -> dict[str, Any]:
+    """Continues the run in `run.resume` from its newest training-state checkpoint."""
+    out = Path(run.resume).absolute()
+    stored = run_from_record(checkpoint.read_json(out / "config.json"), out)
+    prepared = prepare(resumed_config(run, stored))
+    template = {"state": initial_state(prepared), "train_s": np.zeros((), np.float64)}
+    chunks_done, saved = checkpoint.restore_latest(out / TRAIN_STATE_CHECKPOINTS, template)
+    keep_records_until(out / "metrics.jsonl", chunks_done)
+    (out / "summary.json").unlink(missing_ok=True)
+    if not run.quiet:
+        print(f"resuming {out} after chunk {chunks_done}", flush=True)
+    state = jax.tree.map(jnp.asarray, saved["state"])
+    return run_chunks(prepared, out, state, chunks_done=chunks_done, train_s=float(saved["train_s"]))
+
+
+def run_from_record(record: dict[str, Any], out: Path) -> RunConfig:
+    """The RunConfig that config.json's "run" entry describes, writing to `out`."""
+    if "run" not in record:
+        raise UserError(f"{out}/config.json describes no run; is {out} a run directory of `rpg-jax train`?")
+    fields = dict(record["run"])
+    options = {"ppo": PPOOptions, "sac": SACOptions, "dqn": DQNOptions}
+    try:
+        for name, cls in options.items():
+            fields[name] = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.get(name, {}).items()})
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        fields["prior"] = Path(fields["prior"]) if fields.get("prior") else None
+        return RunConfig(**{**fields, "out": out, "resume": None})
+    except TypeError as e:
+        raise UserError(f"{out}/config.json does not describe a run of this version of rpg_jax: {e}") from None
+
+
+def resumed_config(given: RunConfig, stored: RunConfig) -> RunConfig:
+    """The stored run, with the flags a resume may change taken from the command line where it set them."""
+    default = RunConfig()
+    changes = {}
+    for field in dataclasses.fields(RunConfig):
+        name, value = field.name, getattr(given, field.name)
+        if value == getattr(default, name) or value == getattr(stored, name):
+            continue
+        if name not in RESUME_MAY_CHANGE:
+            raise UserError(
+                f"--resume continues a run with its own settings; --{name.replace('_', '-')} differs from the "
+                f"stored {getattr(stored, name)!r}. Start a new run instead."
+            )
+        if name not in ("resume", "out"):
+            changes[name] = value
+    return dataclasses.replace(stored, **changes)
+
+
+def run_chunks(prepared: Prepared, out: Path, state, chunks_done: int, train_s: float) -> dict[str, Any]:
+    """Runs the chunks after `chunks_done`, checkpointing every `checkpoint_every`; then saves, evaluates and
+    summarizes. A non-finite loss, parameter or observation ends the run with its failure in summary.json and
+    the last good checkpoint kept."""
+    run, algo, agent, config = prepared.run, prepared.algo, prepared.agent, prepared.config
     steps_per_chunk = config.steps_per_iteration * config.iterations_per_chunk
-    num_chunks = math.ceil(run.steps / steps_per_chunk)
+    num_chunks = max(math.ceil(run.steps / steps_per_chunk), chunks_done)
     chunk, state, compile_s = compile_chunk(prepared, state)
 
-    writer = MetricsWriter(out / "metrics.jsonl", stream=None if run.quiet else sys.stdout)
-    train_s = 0.0
+    wandb_run = open_wandb(out, prepared.record()) if run.wandb else None
+    writer = MetricsWriter(out / "metrics.jsonl", stream=None if run.quiet else sys.stdout,
+                           tensorboard=run.tensorboard, wandb_run=wandb_run)
     try:
-        for index in range(1, num_chunks + 1):
+        for index in range(chunks_done + 1, num_chunks + 1):
             start = time.perf_counter()
             state, metrics = chunk(state)
             metrics = jax.device_get(metrics)
             elapsed = time.perf_counter() - start
             train_s += elapsed
-            check_finite(metrics, index)
+            try:
+                health.check(metrics, index)
+            except health.NonFiniteError as e:
+                raise diverged(prepared, out, e) from None
             writer.write(
                 {
                     "chunk": index,
@@ -508,9 +606,12 @@ def train(run: RunConfig) -> dict[str, Any]:
                     "env_steps": int(state.env_steps),
                     "steps_per_s": steps_per_chunk / elapsed,
                     "wall_s": compile_s + train_s,
-                    **chunk_summary(metrics),
+                    **chunk_summary(health.split_flags(metrics)[0]),
                 }
             )
+            if index == num_chunks or (run.checkpoint_every and index % run.checkpoint_every == 0):
+                checkpoint.save_step(out / TRAIN_STATE_CHECKPOINTS, index,
+                                     {"state": state, "train_s": np.asarray(train_s, np.float64)})
     finally:
         writer.close()
 
@@ -522,32 +623,46 @@ def train(run: RunConfig) -> dict[str, Any]:
 
     returns = evaluate_policy(policy, run.task, evaluation_key(run.seed), run.eval_episodes)
     summary = {
-        "task": run.task,
-        "algo": run.algo,
-        "seeds": [run.seed],
+        **summary_head(prepared),
+        "status": "finished",
         "env_steps": int(state.env_steps),
         "wall_s": compile_s + train_s,
         "compile_s": compile_s,
         "steps_per_s": int(state.env_steps) / train_s,
-        "objective": {k: float(v) for k, v in dataclasses.asdict(prepared.objective).items()},
-        "prior": str(Path(run.prior).absolute()) if run.prior else None,
+        "resumed_after_chunk": chunks_done or None,
         "eval": returns,
     }
     checkpoint.write_json(out / "summary.json", summary)
     return summary
 
 
-LOSS_METRICS = ("policy_loss", "value_loss", "critic_loss", "actor_loss", "q_loss", "shaped_reward")
+def summary_head(prepared: Prepared) -> dict[str, Any]:
+    run = prepared.run
+    return {
+        "task": run.task,
+        "algo": run.algo,
+        "seeds": [run.seed],
+        "objective": {k: float(v) for k, v in dataclasses.asdict(prepared.objective).items()},
+        "prior": str(Path(run.prior).absolute()) if run.prior else None,
+    }
 
 
-def check_finite(metrics: dict[str, Any], chunk_index: int) -> None:
-    """Stops a run whose losses went non-finite in an iteration that learned (NaN marks 'not yet learning')."""
-    learning = np.asarray(metrics.get("learning", 1.0)) > 0
-    for name in LOSS_METRICS:
-        if name in metrics:
-            values = np.asarray(metrics[name])[np.broadcast_to(learning, np.shape(metrics[name]))]
-            if not np.all(np.isfinite(values)):
-                raise FloatingPointError(f"non-finite {name} in chunk {chunk_index}")
+def diverged(prepared: Prepared, out: Path, error: health.NonFiniteError) -> FloatingPointError:
+    """Writes the failure into summary.json and returns the error to raise: chunk, quantity, kept checkpoint."""
+    saved = checkpoint.steps(out / TRAIN_STATE_CHECKPOINTS)
+    if saved:
+        kept = (f"the last good checkpoint (chunk {saved[-1]}) is kept in {out / TRAIN_STATE_CHECKPOINTS}; "
+                f"`rpg-jax train --resume {out}` continues from it")
+    else:
+        kept = "no checkpoint had been saved yet (--checkpoint-every)"
+    message = f"{error}: {kept}"
+    checkpoint.write_json(out / "summary.json", {
+        **summary_head(prepared),
+        "status": "failed",
+        "failure": {"chunk": error.chunk, "quantity": error.quantity, "message": message},
+        "last_checkpoint_chunk": saved[-1] if saved else None,
+    })
+    return FloatingPointError(message)
 
 
 def evaluation_key(seed: int) -> jax.Array:
