@@ -4,8 +4,16 @@ The flat API users call; everything else is importable from its module.
 """
 
 import contextlib
+import ctypes.util
 import io
+import os
+import sys
 
+# MuJoCo picks its OpenGL backend once, when it is imported: on a machine without a display, choose EGL
+# (headless rendering for `rpg-jax render`), but only where an EGL library exists.
+if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    if ctypes.util.find_library("EGL"):
+        os.environ["MUJOCO_GL"] = "egl"
 # mujoco.mjx prints "Failed to import warp" at import when the optional NVIDIA Warp backend is absent (always,
 # on a CPU machine); keep that line out of every command's output.
 with contextlib.redirect_stdout(io.StringIO()):

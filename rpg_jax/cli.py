@@ -1,4 +1,4 @@
-"""`rpg-jax train | sweep | evaluate | demo`: bad input ends with a one-line message and exit code 2, no traceback."""
+"""`rpg-jax train | sweep | evaluate | render | demo`: bad input ends with a one-line message and exit code 2, no traceback."""
 
 from __future__ import annotations
 
@@ -21,6 +21,43 @@ class Evaluate:
     """Number of episodes."""
     seed: int = 0
     """PRNG seed of the episodes' initial states."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Render:
+    """Render a rollout of a run's policy to a video (MuJoCo's renderer, headless), optionally beside others."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory whose policy is shown."""
+    out: Path = Path("rollout.mp4")
+    """Video file: .mp4 or .gif."""
+    compare: tuple[Path, ...] = ()
+    """Other run directories of the same task shown beside it, from the same initial state."""
+    with_prior: bool = False
+    """Also show the prior the run customized (first, on the left)."""
+    steps: int = 300
+    """Most steps to show (the rollout stops at the end of its episode)."""
+    width: int = 320
+    """Width of each policy's picture, pixels."""
+    height: int = 240
+    """Height, pixels."""
+    fps: int = 30
+    """Frames per second."""
+    seed: int = 0
+    """PRNG seed of the initial state."""
+
+
+def render_videos(args: Render) -> str:
+    from rpg_jax import checkpoint, render
+
+    runs, labels = [args.run_dir, *args.compare], [args.run_dir.name, *(p.name for p in args.compare)]
+    if args.with_prior:
+        prior = checkpoint.read_json(args.run_dir / "config.json").get("run", {}).get("prior")
+        if not prior:
+            raise UserError(f"{args.run_dir} customized no prior: drop --with-prior")
+        runs, labels = [Path(prior), *runs], ["prior", *labels]
+    result = render.render(runs, args.out, args.steps, args.width, args.height, args.fps, args.seed, labels)
+    return f"wrote {result['path']}: {result['frames']} frames of {result['task']} ({', '.join(labels)})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": train.RunConfig,
         "sweep": sweep.SweepConfig,
         "evaluate": Evaluate,
+        "render": Render,
         "demo": Demo,
     }
     args = tyro.extras.subcommand_cli_from_dict(commands, args=argv, prog="rpg-jax")
@@ -113,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table({f"{summary['algo']} ({summary['task']})": summary["eval"]}))
         elif isinstance(args, Evaluate):
             print(format_table({str(args.run_dir): train.evaluate_run(args.run_dir, args.episodes, args.seed)}))
+        elif isinstance(args, Render):
+            print(render_videos(args))
         else:
             print(run_demo(args))
     except UserError as e:

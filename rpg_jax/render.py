@@ -1,0 +1,224 @@
+"""`rpg-jax render`: a rollout of a run's policy as a video, optionally beside another policy's rollout.
+
+The rollout runs jitted on the task's own env (deterministic actions, stopped at the first episode end);
+frames are drawn on the host afterwards: MuJoCo tasks with MuJoCo's renderer (headless through EGL, which
+`rpg_jax` selects before importing mujoco when no display is set), the classic tasks with a 2-D drawing of
+their state. Side by side, both policies start from the same initial state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image, ImageDraw
+
+from rpg_jax import checkpoint, envs, prior as prior_lib
+from rpg_jax.errors import UserError
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """How a MuJoCo task is filmed: a fixed camera, or one tracking the body that travels; an optional marker
+    (a green ball) where the add-on requirement points."""
+
+    track_body: int | None = None
+    distance: float | None = None
+    elevation: float = -15.0
+    marker: tuple[float, float, float] | None = None
+
+
+VIEWS = {
+    "inverted_pendulum": View(distance=2.4, elevation=-10.0, marker=(0.5, 0.0, 0.0)),
+    "halfcheetah": View(track_body=1, distance=4.0),
+    "hopper": View(track_body=1, distance=4.0),
+    "ant": View(track_body=1, distance=6.0, elevation=-30.0),
+}
+
+
+def load_policy(run_dir: Path) -> tuple[str, prior_lib.Prior]:
+    """The task and policy of any run directory."""
+    config = checkpoint.read_json(Path(run_dir) / prior_lib.CONFIG_FILE)
+    if "task" not in config:
+        raise UserError(f"{run_dir}/config.json names no task; is it a run directory?")
+    task = envs.get_task(config["task"]).name
+    env = envs.make(task)
+    return task, prior_lib.load(run_dir, task=task, obs_size=env.observation_size, action_size=env.action_size,
+                                discrete_actions=envs.discrete_actions(env))
+
+
+def rollout(task: str, policy: prior_lib.Prior, key: jax.Array, steps: int) -> np.ndarray:
+    """The physical states of one deterministic episode, up to `steps` steps: MuJoCo qpos, or the classic
+    tasks' observation. Shape (frames, size); the first frame is the initial state."""
+    env = envs.make(task)
+
+    @jax.jit
+    def run(policy, key):
+        state = env.reset(key)
+
+        def step(state, _):
+            state = env.step(state, policy.act(state.obs))
+            return state, (physical_state(state), state.done)
+
+        _, (frames, done) = jax.lax.scan(step, state, None, length=steps)
+        return jnp.concatenate([physical_state(state)[None], frames]), done
+
+    frames, done = jax.device_get(run(policy, key))
+    ended = np.flatnonzero(done)
+    # The env resets where an episode ends (MuJoCo frames then show the reset state): stop before.
+    return frames[: ended[0] + 1] if ended.size else frames
+
+
+def physical_state(state) -> jax.Array:
+    if state.pipeline_state is None:
+        return state.info["final_obs"]  # the classic tasks' obs is their state; final_obs is pre-reset
+    return state.pipeline_state.qpos
+
+
+class MujocoFilm:
+    """Draws qpos frames of a MuJoCo task with a headless renderer."""
+
+    def __init__(self, task: str, width: int, height: int):
+        import mujoco
+
+        self.mujoco = mujoco
+        self.model = envs.make(task).unwrapped.sys.mj_model
+        self.data = mujoco.MjData(self.model)
+        self.view = VIEWS.get(task, View())
+        try:
+            self.renderer = mujoco.Renderer(self.model, height, width)
+        except Exception as e:  # no GL context: say how to get one
+            raise UserError(f"MuJoCo could not open a renderer ({type(e).__name__}: {e}); on a machine without a "
+                            "display set MUJOCO_GL=egl (or osmesa) before starting") from None
+        self.camera = mujoco.MjvCamera()
+        mujoco.mjv_defaultFreeCamera(self.model, self.camera)
+        self.camera.azimuth, self.camera.elevation = 90.0, self.view.elevation
+        if self.view.distance:
+            self.camera.distance = self.view.distance
+        if self.view.track_body is not None:
+            self.camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+            self.camera.trackbodyid = self.view.track_body
+
+    def frame(self, qpos: np.ndarray) -> np.ndarray:
+        self.data.qpos[:] = qpos
+        self.mujoco.mj_forward(self.model, self.data)
+        self.renderer.update_scene(self.data, self.camera)
+        if self.view.marker is not None:
+            self._add_marker(self.view.marker)
+        return self.renderer.render().copy()
+
+    def _add_marker(self, position) -> None:
+        scene = self.renderer.scene
+        if scene.ngeom < scene.maxgeom:
+            self.mujoco.mjv_initGeom(scene.geoms[scene.ngeom], self.mujoco.mjtGeom.mjGEOM_SPHERE,
+                                     np.array([0.04, 0.0, 0.0]), np.asarray(position, np.float64),
+                                     np.eye(3).ravel(), np.array([0.1, 0.9, 0.2, 1.0], np.float32))
+            scene.ngeom += 1
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+class ClassicFilm:
+    """Draws cartpole (cart, pole, centre line) and mountaincar (hill, car, goal flag) from their state."""
+
+    def __init__(self, task: str, width: int, height: int):
+        self.task, self.width, self.height = task, width, height
+
+    def frame(self, obs: np.ndarray) -> np.ndarray:
+        image = Image.new("RGB", (self.width, self.height), (250, 250, 250))
+        draw = ImageDraw.Draw(image)
+        (self._cartpole if self.task == "cartpole" else self._mountaincar)(draw, obs)
+        return np.asarray(image)
+
+    def _cartpole(self, draw: ImageDraw.ImageDraw, obs: np.ndarray) -> None:
+        w, h = self.width, self.height
+        scale, ground = w / 4.8, 0.7 * h
+        to_x = lambda x: w / 2 + x * scale  # noqa: E731
+        draw.line([(0, ground), (w, ground)], fill=(60, 60, 60), width=2)
+        draw.line([(to_x(0.0), ground - 4), (to_x(0.0), ground + 10)], fill=(40, 160, 60), width=3)
+        x, theta = float(obs[0]), float(obs[2])
+        cart_w, cart_h, pole = 0.5 * scale, 0.3 * scale, 1.0 * scale
+        cx = to_x(x)
+        draw.rectangle([cx - cart_w / 2, ground - cart_h, cx + cart_w / 2, ground], fill=(40, 40, 40))
+        top = (cx + pole * np.sin(theta), ground - cart_h - pole * np.cos(theta))
+        draw.line([(cx, ground - cart_h), top], fill=(200, 120, 60), width=max(2, w // 60))
+
+    def _mountaincar(self, draw: ImageDraw.ImageDraw, obs: np.ndarray) -> None:
+        w, h = self.width, self.height
+        lo, hi = -1.2, 0.6
+        to_xy = lambda x: ((x - lo) / (hi - lo) * w, h - (0.1 + 0.8 * (np.sin(3 * x) * 0.45 + 0.55) / 1.0) * h)  # noqa: E731
+        xs = np.linspace(lo, hi, 100)
+        draw.line([to_xy(x) for x in xs], fill=(60, 60, 60), width=2)
+        gx, gy = to_xy(0.45)
+        draw.line([(gx, gy), (gx, gy - 0.15 * h)], fill=(40, 40, 40), width=2)
+        draw.polygon([(gx, gy - 0.15 * h), (gx + 0.06 * w, gy - 0.12 * h), (gx, gy - 0.09 * h)], fill=(40, 160, 60))
+        cx, cy = to_xy(float(obs[0]))
+        r = max(4, w // 40)
+        draw.ellipse([cx - r, cy - 2 * r, cx + r, cy], fill=(200, 60, 60))
+
+    def close(self) -> None:
+        pass
+
+
+def film_for(task: str, width: int, height: int):
+    return ClassicFilm(task, width, height) if task in ("cartpole", "mountaincar") else MujocoFilm(task, width, height)
+
+
+def labelled(frame: np.ndarray, text: str) -> np.ndarray:
+    image = Image.fromarray(frame)
+    ImageDraw.Draw(image).text((6, 4), text, fill=(255, 255, 255) if frame.mean() < 128 else (0, 0, 0))
+    return np.asarray(image)
+
+
+def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, height: int = 240,
+           fps: int = 30, seed: int = 0, labels: list[str] | None = None) -> dict:
+    """Renders each run's policy from the same initial state, side by side, into `out` (.mp4 or .gif).
+
+    Returns {"frames", "path", "task"}. All runs must share a task.
+    """
+    out = Path(out).absolute()
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"--out {out.name}: the video must end in {' or '.join(VIDEO_SUFFIXES)}")
+    if steps < 1 or width < 16 or height < 16 or fps < 1:
+        raise UserError("--steps and --fps must be positive, --width and --height at least 16 pixels")
+    loaded = [load_policy(d) for d in run_dirs]
+    tasks = {task for task, _ in loaded}
+    if len(tasks) > 1:
+        raise UserError(f"runs to show side by side must share a task; got {', '.join(sorted(tasks))}")
+    task = tasks.pop()
+    key = jax.random.PRNGKey(seed)
+    trajectories = [rollout(task, policy, key, steps) for _, policy in loaded]
+    labels = labels or [Path(d).name for d in run_dirs]
+    film = film_for(task, width, height)
+    try:
+        length = max(len(t) for t in trajectories)
+        frames = [
+            np.concatenate([labelled(film.frame(t[min(i, len(t) - 1)]), label)
+                            for t, label in zip(trajectories, labels)], axis=1)
+            for i in range(length)
+        ]
+    finally:
+        film.close()
+    write_video(out, frames, fps)
+    return {"frames": len(frames), "path": str(out), "task": task}
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if path.suffix.lower() == ".gif":
+        imageio.mimsave(tmp, frames, duration=1000.0 / fps, loop=0)
+    else:
+        with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=7, macro_block_size=1,
+                                ffmpeg_log_level="error") as writer:
+            for frame in frames:
+                writer.append_data(frame)
+    tmp.replace(path)
