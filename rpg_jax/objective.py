@@ -70,9 +70,9 @@ def greedy() -> Objective:
     return residual(0.0, 0.0)
 
 
-def full(basic_weight: float = 1.0) -> Objective:
-    """The upper bound that knows r: r̃ = ω·r + r_R."""
-    return _objective(basic_weight, 1.0, 0.0, 0.0)
+def full(basic_weight: float = 1.0, temperature: float = 0.0) -> Objective:
+    """The upper bound that knows r: r̃ = ω·r + r_R (− α̂·log π_θ for the soft optimizers, SAC and soft DQN)."""
+    return _objective(basic_weight, 1.0, 0.0, temperature)
 
 
 def reward_terms(objective: Objective, reward_basic: chex.Array, reward_addon: chex.Array) -> chex.Array:

@@ -58,3 +58,31 @@ def save_frontier(points: Sequence[dict[str, Any]], path: Path, title: str, *, a
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=120)
+
+
+RETURN_NAMES = {"basic_return": "basic", "addon_return": "add-on", "total_return": "total"}
+
+
+def plot_return_bars(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Grouped bars: for each policy (`rows`: {"label", "eval": {metric: {mean, std}}}) its basic, add-on and
+    total return, mean ± std as the error bar."""
+    width = 0.8 / len(RETURN_NAMES)
+    for j, (metric, name) in enumerate(RETURN_NAMES.items()):
+        xs = [i + (j - 1) * width for i in range(len(rows))]
+        ax.bar(xs, [r["eval"][metric]["mean"] for r in rows], width, yerr=[r["eval"][metric]["std"] for r in rows],
+               capsize=3, label=name)
+    ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.axhline(0.0, color="black", linewidth=0.5)
+    ax.set_ylabel("return")
+
+
+def save_return_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    plot_return_bars(ax, rows)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)

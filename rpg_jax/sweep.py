@@ -32,7 +32,8 @@ from rpg_jax.train import RunConfig
 SWEPT = ("prior_weight", "temperature", "beta", "learning_rate")
 USED_BY = {
     "prior_weight": {"residual_ppo", "residual_sac", "residual_dqn"},
-    "temperature": {"soft_ppo", "residual_ppo", "sac", "residual_sac", "soft_dqn", "residual_dqn"},
+    "temperature": {"soft_ppo", "residual_ppo", "sac", "residual_sac", "full_sac", "soft_dqn", "residual_dqn",
+                    "full_dqn"},
     "beta": {"kl_ppo"},
     "learning_rate": set(train.ALGORITHMS),
 }

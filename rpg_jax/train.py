@@ -31,7 +31,7 @@ from rpg_jax.networks import SoftQPolicySpec
 
 AlgoName = Literal[
     "ppo", "soft_ppo", "residual_ppo", "kl_ppo", "greedy_ppo", "full_ppo",
-    "sac", "residual_sac", "soft_dqn", "residual_dqn",
+    "sac", "residual_sac", "full_sac", "soft_dqn", "residual_dqn", "full_dqn",
 ]
 
 
@@ -132,7 +132,7 @@ class RunConfig:
     """ω', weight of log π_prior in the reward (default: the prior's temperature α, i.e. ω = 1)."""
     temperature: float | None = None
     """α̂, entropy weight of the trained policy (default: the prior's α for residual algorithms; 0.2 for
-    soft_ppo, 0.1 for sac and soft_dqn)."""
+    soft_ppo, 0.1 for sac, full_sac, soft_dqn and full_dqn)."""
     beta: float = 0.2
     """β of KL PPO (ω' = α̂ = β)."""
     steps: int = 300_000
@@ -199,6 +199,12 @@ def _soft_objective(default_temperature: float):
     )
 
 
+def _full_objective(default_temperature: float):
+    return lambda run, prior: objective_lib.full(
+        temperature=default_temperature if run.temperature is None else run.temperature
+    )
+
+
 def _residual_objective(run: RunConfig, prior: prior_lib.Prior) -> objective_lib.Objective:
     if prior.temperature == 0.0 and (run.prior_weight is None or run.temperature is None):
         raise UserError(
@@ -221,8 +227,10 @@ ALGORITHMS: dict[str, Algorithm] = {
     "full_ppo": Algorithm("ppo", lambda run, prior: objective_lib.full(), entropy_bonus=True),
     "sac": Algorithm("sac", _soft_objective(0.1)),
     "residual_sac": Algorithm("sac", _residual_objective, needs_prior=True),
+    "full_sac": Algorithm("sac", _full_objective(0.1)),
     "soft_dqn": Algorithm("dqn", _soft_objective(0.1)),
     "residual_dqn": Algorithm("dqn", _residual_objective, needs_prior=True),
+    "full_dqn": Algorithm("dqn", _full_objective(0.1)),
 }
 
 

@@ -1,0 +1,177 @@
+"""The customization table the papers print: one prior, every way of customizing it, basic / add-on / total.
+
+Trains the prior once (one seed), then from it Greedy, KL (β), Residual PPO (ω', α̂), Residual SAC, and the
+Full policy trained from scratch on r + r_R, each over K seeds in one `rpg-jax sweep` program. On cartpole
+(discrete actions) the PPO rows are their soft-DQN counterparts: Greedy is ω' = 0, KL is ω' = α̂ = β.
+Writes `results/customization_<task>_<device>.{json,md,png}`.
+
+    python benchmarks/customization_table.py --task inverted_pendulum --seeds 3
+    python benchmarks/customization_table.py --task cartpole --seeds 3
+    python benchmarks/customization_table.py --task mountaincar --seeds 3
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rpg_jax import cli  # noqa: E402  (before JAX starts: one XLA device per core for the sweeps)
+
+cli.split_cpu_into_devices()
+cli.enable_compilation_cache()
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+
+from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
+from rpg_jax import sweep, train  # noqa: E402
+from rpg_jax.plotting import save_return_bars  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    label: str
+    algo: str
+    flags: dict = dataclasses.field(default_factory=dict)  # RunConfig / SweepConfig fields
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A task's prior and the customizations of it; `alpha` is the prior's temperature (ω = 1: ω' = α)."""
+
+    prior: Method
+    alpha: float
+    steps: int
+    methods: callable  # (beta, steps) -> list[Method]
+    common: dict = dataclasses.field(default_factory=dict)
+
+
+def continuous_methods(alpha: float, full: Method, sac_steps: int | None = None):
+    def methods(beta: float, steps: int) -> list[Method]:
+        return [
+            Method("Greedy PPO (ω' = α̂ = 0)", "greedy_ppo"),
+            Method(f"KL PPO (β = {beta:g})", "kl_ppo", {"beta": str(beta)}),
+            Method(f"Residual PPO (ω' = α̂ = {alpha:g})", "residual_ppo"),
+            Method(f"Residual SAC (ω' = α̂ = {alpha:g})", "residual_sac", {"steps": sac_steps or steps}),
+            full,
+        ]
+
+    return methods
+
+
+def cartpole_methods(beta: float, steps: int) -> list[Method]:
+    return [
+        Method("Greedy soft DQN (ω' = 0, α̂ = 1)", "residual_dqn", {"prior_weight": "0", "temperature": "1"}),
+        Method(f"KL soft DQN (ω' = α̂ = β = {beta:g})", "residual_dqn",
+               {"prior_weight": str(beta), "temperature": str(beta)}),
+        Method("Residual soft DQN (ω' = α̂ = 1)", "residual_dqn"),
+        Method("Full soft DQN (knows r, α = 1)", "full_dqn", {"temperature": "1"}),
+    ]
+
+
+RECIPES = {
+    "inverted_pendulum": Recipe(
+        Method("prior: Soft PPO (α = 0.2)", "soft_ppo", {"temperature": 0.2}), 0.2, 409_600,
+        continuous_methods(0.2, Method("Full PPO (knows r)", "full_ppo"), sac_steps=100_000),
+    ),
+    "mountaincar": Recipe(
+        Method("prior: SAC (α = 0.1)", "sac", {"temperature": 0.1}), 0.1, 100_000,
+        continuous_methods(0.1, Method("Full SAC (knows r, α = 0.1)", "full_sac", {"temperature": "0.1"})),
+        common={"discount": 0.9999},
+    ),
+    "cartpole": Recipe(
+        Method("prior: soft DQN (α = 1)", "soft_dqn", {"temperature": 1.0}), 1.0, 100_000, cartpole_methods,
+    ),
+}
+
+
+def train_prior(recipe: Recipe, task: str, steps: int, out: Path, episodes: int) -> dict:
+    run = train.RunConfig(task=task, algo=recipe.prior.algo, steps=steps, out=out / "prior", quiet=True,
+                          eval_episodes=episodes, **recipe.common, **recipe.prior.flags)
+    start = time.perf_counter()
+    summary = train.train(run)
+    return {"label": recipe.prior.label, "algo": recipe.prior.algo, "seeds": 1, "env_steps": summary["env_steps"],
+            "wall_s": time.perf_counter() - start, "eval": summary["eval"], "spread": "episodes"}
+
+
+def customize(method: Method, task: str, recipe: Recipe, prior: Path, steps: int, seeds: int, out: Path,
+              episodes: int) -> dict:
+    flags = {"steps": steps, **recipe.common, **method.flags}
+    needs_prior = train.ALGORITHMS[method.algo].needs_prior
+    config = sweep.SweepConfig(task=task, algo=method.algo, prior=prior if needs_prior else None, seeds=seeds,
+                               out=out / method.algo.replace("/", "_") / _slug(method.label), quiet=True,
+                               eval_episodes=episodes, tensorboard=False, **flags)
+    start = time.perf_counter()
+    summary = sweep.sweep(config)
+    (point,) = summary["points"]
+    return {"label": method.label, "algo": method.algo, "seeds": seeds, "env_steps": summary["env_steps"],
+            "wall_s": time.perf_counter() - start, "eval": point["eval"], "spread": "seeds"}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
+
+
+def markdown(rows: list[dict], task: str, machine: str) -> str:
+    lines = [f"Customization on `{task}` ({machine}); mean ± std over seeds of each seed's mean deterministic "
+             "return (the prior: over its evaluation episodes).", "",
+             "| policy | `--algo` | seeds | env steps | basic return | add-on return | total return | wall s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cells = [f"{r['eval'][k]['mean']:.1f} ± {r['eval'][k]['std']:.1f}"
+                 for k in ("basic_return", "addon_return", "total_return")]
+        lines.append(f"| {r['label']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | " + " | ".join(cells)
+                     + f" | {r['wall_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=sorted(RECIPES), default="inverted_pendulum")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="env steps per customization (default: per task)")
+    parser.add_argument("--prior-steps", type=int, default=None, help="env steps of the prior (default: --steps)")
+    parser.add_argument("--beta", type=float, default=None, help="KL coefficient (default: 5 × the prior's α)")
+    parser.add_argument("--eval-episodes", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("runs/table"))
+    args = parser.parse_args()
+
+    recipe = RECIPES[args.task]
+    steps = args.steps or recipe.steps
+    beta = args.beta if args.beta is not None else 5 * recipe.alpha
+    out = args.out.absolute() / args.task
+    machine = device_name()
+    print(f"{args.task}: prior, then {len(recipe.methods(beta, steps))} customizations × {args.seeds} seeds "
+          f"on {machine}", flush=True)
+
+    rows = [train_prior(recipe, args.task, args.prior_steps or steps, out, args.eval_episodes)]
+    print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
+    for method in recipe.methods(beta, steps):
+        rows.append(customize(method, args.task, recipe, out / "prior", steps, args.seeds, out,
+                              args.eval_episodes))
+        print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
+
+    table = markdown(rows, args.task, machine)
+    print("\n" + table)
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"customization_{args.task}_{device_slug()}"
+    stem.with_suffix(".md").write_text(table)
+    stem.with_suffix(".json").write_text(json.dumps({
+        "task": args.task, "device": machine, "jax": jax.__version__,
+        "date": datetime.date.today().isoformat(), "seeds": args.seeds, "beta": beta,
+        "prior_alpha": recipe.alpha, "rows": rows,
+    }, indent=2) + "\n")
+    save_return_bars(rows, stem.with_suffix(".png"),
+                     f"{args.task}: mean ± std over {args.seeds} seeds ({machine.split(',')[0]})")
+    print(f"wrote {stem}.{{md,json,png}}")
+
+
+if __name__ == "__main__":
+    main()
