@@ -169,7 +169,7 @@ def main() -> None:
         "prior_alpha": recipe.alpha, "rows": rows,
     }, indent=2) + "\n")
     save_return_bars(rows, stem.with_suffix(".png"),
-                     f"{args.task}: mean ± std over {args.seeds} seeds ({machine.split(',')[0]})")
+                     f"{args.task}: mean ± std over {args.seeds} seeds\n{machine}")
     print(f"wrote {stem}.{{md,json,png}}")
 
 
