@@ -3,7 +3,7 @@ import dataclasses
 import jax
 import pytest
 
-from rpg_jax import train
+from rpg_jax import cli, train
 from rpg_jax.train import PPOOptions
 
 # Identical programs (the evaluation scan, the same chunk shape) compile once per session, not once per run.
@@ -32,3 +32,12 @@ def prior_run(tmp_path_factory):
                           out=out / "prior")
     summary = train.train(run)
     return dataclasses.replace(run, out=out / "prior"), summary
+
+
+def run_cli(capsys, *argv):
+    """Runs `rpg-jax ARGV` in this process: (exit code, captured stdout/stderr)."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:  # tyro's own parse errors
+        code = e.code
+    return code, capsys.readouterr()

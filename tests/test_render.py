@@ -4,15 +4,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from rpg_jax import cli, render
+from rpg_jax import render
 
-
-def run_cli(capsys, *argv):
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr()
+from conftest import run_cli
 
 
 def test_fast_task_video_has_moving_frames(prior_run, tmp_path, capsys):

@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, cli, envs, health, prior as prior_lib, train
+from rpg_jax import checkpoint, envs, health, prior as prior_lib, train
 from rpg_jax.agents import ppo
 from rpg_jax.normalization import init as init_normalizer
 
-from conftest import small_run
+from conftest import run_cli, small_run
 
 # cartpole + soft DQN: quick to compile, many short chunks, a small replay (saved with every checkpoint).
 DQN_FLAGS = ["--task", "cartpole", "--algo", "soft_dqn", "--iterations-per-chunk", "50",
@@ -37,14 +37,6 @@ def assert_same_arrays(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr()
 
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path, capsys):

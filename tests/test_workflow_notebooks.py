@@ -1,6 +1,5 @@
 """The research notebooks run top to bottom (tiny budgets: RPG_JAX_QUICK=1) in a fresh kernel."""
 
-import os
 from pathlib import Path
 
 import jax
