@@ -3,6 +3,7 @@ the run with a message and keep the last good checkpoint."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -207,3 +208,18 @@ def test_wandb_missing_is_a_clear_error(tmp_path, capsys, monkeypatch):
     code, captured = run_cli(capsys, "train", *DQN_FLAGS, "--steps", "800", "--wandb", "--out",
                              str(tmp_path / "run"))
     assert code == 2 and "pip install 'rpg_jax[wandb]'" in captured.err
+
+
+@pytest.mark.parametrize("damage,message", [("truncate", "corrupt or incomplete"), ("remove", "no checkpoint at")])
+def test_corrupt_or_partial_prior_is_refused(tmp_path, capsys, damage, message):
+    prior = tmp_path / "prior"
+    assert run_cli(capsys, "train", *DQN_FLAGS, "--steps", "800", "--out", str(prior))[0] == 0
+    policy = prior / "checkpoints" / "policy"
+    if damage == "remove":
+        shutil.rmtree(policy)
+    for f in policy.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    code, captured = run_cli(capsys, "train", "--task", "cartpole", "--algo", "residual_dqn", "--prior", str(prior),
+                             "--out", str(tmp_path / "custom"))
+    assert code == 2 and message in captured.err and "Traceback" not in captured.err
