@@ -106,7 +106,7 @@ def customize(method: Method, task: str, recipe: Recipe, prior: Path, steps: int
     flags = {"steps": steps, **recipe.common, **method.flags}
     needs_prior = train.ALGORITHMS[method.algo].needs_prior
     config = sweep.SweepConfig(task=task, algo=method.algo, prior=prior if needs_prior else None, seeds=seeds,
-                               out=out / method.algo.replace("/", "_") / _slug(method.label), quiet=True,
+                               out=out / method.algo / _slug(method.label), quiet=True,
                                eval_episodes=episodes, tensorboard=False, **flags)
     start = time.perf_counter()
     summary = sweep.sweep(config)

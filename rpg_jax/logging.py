@@ -3,6 +3,7 @@ one-line-per-chunk progress report."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -48,10 +49,14 @@ class MetricsWriter:
     """
 
     def __init__(self, path: Path, stream: TextIO | None = sys.stdout, tensorboard: bool = True,
-                 wandb_run: Any = None):
+                 wandb_run: Any = None, fresh: bool = True):
+        """`fresh`: start the log anew (metrics.jsonl emptied, old event files removed); else append to it."""
         self.path = Path(path)
         self.stream = stream
-        self._file = self.path.open("a")
+        if fresh:
+            for events in self.path.parent.glob("events.out.tfevents.*"):
+                events.unlink()
+        self._file = self.path.open("w" if fresh else "a")
         self._tensorboard = None
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -84,12 +89,21 @@ class MetricsWriter:
             self._wandb.finish()
 
 
+def require_wandb() -> None:
+    """Refuses --wandb early, before anything is built, when the optional package is missing."""
+    if "wandb" in sys.modules:  # imported already (or blocked with None)
+        available = sys.modules["wandb"] is not None
+    else:
+        available = importlib.util.find_spec("wandb") is not None
+    if not available:
+        raise UserError("--wandb needs the wandb package: pip install 'rpg_jax[wandb]'")
+
+
 def open_wandb(out: Path, config: dict[str, Any], project: str = "rpg_jax") -> Any:
     """A Weights & Biases run in offline mode, its files under `out/wandb` (`wandb sync` uploads them later)."""
-    try:
-        import wandb
-    except ImportError:
-        raise UserError("--wandb needs the wandb package: pip install 'rpg_jax[wandb]'") from None
+    require_wandb()
+    import wandb
+
     return wandb.init(project=project, name=Path(out).name, dir=str(out), config=config, mode="offline")
 
 

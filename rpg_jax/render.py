@@ -9,6 +9,7 @@ their state. Side by side, both policies start from the same initial state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import jax
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rpg_jax import checkpoint, envs, prior as prior_lib
+from rpg_jax import envs, prior as prior_lib, train
 from rpg_jax.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -41,20 +42,9 @@ VIEWS = {
 }
 
 
-def load_policy(run_dir: Path) -> tuple[str, prior_lib.Prior]:
-    """The task and policy of any run directory."""
-    config = checkpoint.read_json(Path(run_dir) / prior_lib.CONFIG_FILE)
-    if "task" not in config:
-        raise UserError(f"{run_dir}/config.json names no task; is it a run directory?")
-    task = envs.get_task(config["task"]).name
-    env = envs.make(task)
-    return task, prior_lib.load(run_dir, task=task, obs_size=env.observation_size, action_size=env.action_size,
-                                discrete_actions=envs.discrete_actions(env))
-
-
-def rollout(task: str, policy: prior_lib.Prior, key: jax.Array, steps: int) -> np.ndarray:
-    """The physical states of one deterministic episode, up to `steps` steps: MuJoCo qpos, or the classic
-    tasks' observation. Shape (frames, size); the first frame is the initial state."""
+@functools.lru_cache(maxsize=None)
+def _episode_program(task: str, steps: int):
+    """One compiled rollout per task and length, shared by every policy of the same structure."""
     env = envs.make(task)
 
     @jax.jit
@@ -68,7 +58,13 @@ def rollout(task: str, policy: prior_lib.Prior, key: jax.Array, steps: int) -> n
         _, (frames, done) = jax.lax.scan(step, state, None, length=steps)
         return jnp.concatenate([physical_state(state)[None], frames]), done
 
-    frames, done = jax.device_get(run(policy, key))
+    return run
+
+
+def rollout(task: str, policy: prior_lib.Prior, key: jax.Array, steps: int) -> np.ndarray:
+    """The physical states of one deterministic episode, up to `steps` steps: MuJoCo qpos, or the classic
+    tasks' observation. Shape (frames, size); the first frame is the initial state."""
+    frames, done = jax.device_get(_episode_program(task, steps)(policy, key))
     ended = np.flatnonzero(done)
     # The env resets where an episode ends (MuJoCo frames then show the reset state): stop before.
     return frames[: ended[0] + 1] if ended.size else frames
@@ -130,10 +126,11 @@ class ClassicFilm:
     def __init__(self, task: str, width: int, height: int):
         self.task, self.width, self.height = task, width, height
 
+    TASKS = ("cartpole", "mountaincar")
+
     def frame(self, obs: np.ndarray) -> np.ndarray:
         image = Image.new("RGB", (self.width, self.height), (250, 250, 250))
-        draw = ImageDraw.Draw(image)
-        (self._cartpole if self.task == "cartpole" else self._mountaincar)(draw, obs)
+        getattr(self, f"_{self.task}")(ImageDraw.Draw(image), obs)
         return np.asarray(image)
 
     def _cartpole(self, draw: ImageDraw.ImageDraw, obs: np.ndarray) -> None:
@@ -152,7 +149,8 @@ class ClassicFilm:
     def _mountaincar(self, draw: ImageDraw.ImageDraw, obs: np.ndarray) -> None:
         w, h = self.width, self.height
         lo, hi = -1.2, 0.6
-        to_xy = lambda x: ((x - lo) / (hi - lo) * w, h - (0.1 + 0.8 * (np.sin(3 * x) * 0.45 + 0.55) / 1.0) * h)  # noqa: E731
+        hill = lambda x: np.sin(3 * x) * 0.45 + 0.55  # gymnasium's hill height, in [0.1, 1.0]  # noqa: E731
+        to_xy = lambda x: ((x - lo) / (hi - lo) * w, h - (0.1 + 0.8 * hill(x)) * h)  # noqa: E731
         xs = np.linspace(lo, hi, 100)
         draw.line([to_xy(x) for x in xs], fill=(60, 60, 60), width=2)
         gx, gy = to_xy(0.45)
@@ -167,7 +165,7 @@ class ClassicFilm:
 
 
 def film_for(task: str, width: int, height: int):
-    return ClassicFilm(task, width, height) if task in ("cartpole", "mountaincar") else MujocoFilm(task, width, height)
+    return ClassicFilm(task, width, height) if task in ClassicFilm.TASKS else MujocoFilm(task, width, height)
 
 
 def labelled(frame: np.ndarray, text: str) -> np.ndarray:
@@ -187,7 +185,7 @@ def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, 
         raise UserError(f"--out {out.name}: the video must end in {' or '.join(VIDEO_SUFFIXES)}")
     if steps < 1 or width < 16 or height < 16 or fps < 1:
         raise UserError("--steps and --fps must be positive, --width and --height at least 16 pixels")
-    loaded = [load_policy(d) for d in run_dirs]
+    loaded = [train.load_run_policy(d) for d in run_dirs]
     tasks = {task for task, _ in loaded}
     if len(tasks) > 1:
         raise UserError(f"runs to show side by side must share a task; got {', '.join(sorted(tasks))}")

@@ -244,9 +244,6 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     num_chunks = math.ceil(config.steps / steps_per_chunk)
     writer = None
     if primary:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-        for events in out.glob("events.out.tfevents.*"):
-            events.unlink()
         writer = MetricsWriter(out / "metrics.jsonl", stream=None, tensorboard=config.tensorboard,
                                wandb_run=open_wandb(out, {"sweep": train.json_ready(dataclasses.asdict(config))})
                                if config.wandb else None)

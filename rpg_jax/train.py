@@ -9,7 +9,6 @@ prior is used.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import os
 import shutil
@@ -26,7 +25,7 @@ import tyro
 from rpg_jax import checkpoint, devices, envs, evaluation, health, objective as objective_lib, prior as prior_lib
 from rpg_jax.agents import dqn, ppo, sac
 from rpg_jax.errors import UserError, unknown_name
-from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
+from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb, require_wandb
 from rpg_jax.networks import SoftQPolicySpec
 
 AlgoName = Literal[
@@ -240,12 +239,6 @@ def resolved(run: RunConfig, name: str, family: str):
     return FAMILY_DEFAULTS[family][name] if value is None else value
 
 
-def module_available(name: str) -> bool:
-    if name in sys.modules:  # imported already (or blocked with None)
-        return sys.modules[name] is not None
-    return importlib.util.find_spec(name) is not None
-
-
 def validate(run: RunConfig) -> Algorithm:
     """Checks everything that can be checked before any env or network is built."""
     if run.algo not in ALGORITHMS:
@@ -273,8 +266,8 @@ def validate(run: RunConfig) -> Algorithm:
         raise UserError(f"--algo {run.algo} needs a positive --temperature (its policy is softmax(Q/α̂))")
     if run.eval_episodes < 1:
         raise UserError("--eval-episodes must be at least 1")
-    if run.wandb and not module_available("wandb"):
-        raise UserError("--wandb needs the wandb package: pip install 'rpg_jax[wandb]'")
+    if run.wandb:
+        require_wandb()
     if run.checkpoint_every < 0:
         raise UserError(f"--checkpoint-every must be ≥ 0, got {run.checkpoint_every}")
     try:
@@ -527,10 +520,7 @@ def train(run: RunConfig) -> dict[str, Any]:
     prepared = prepare(run)
     out = run_directory(run)  # only now: bad input must leave nothing behind
     checkpoint.write_json(out / "config.json", prepared.record())
-    for stale in ("metrics.jsonl", "summary.json"):
-        (out / stale).unlink(missing_ok=True)
-    for events in out.glob("events.out.tfevents.*"):
-        events.unlink()
+    (out / "summary.json").unlink(missing_ok=True)
     shutil.rmtree(out / TRAIN_STATE_CHECKPOINTS, ignore_errors=True)
     return run_chunks(prepared, out, initial_state(prepared), chunks_done=0, train_s=0.0)
 
@@ -595,7 +585,7 @@ def run_chunks(prepared: Prepared, out: Path, state, chunks_done: int, train_s: 
 
     wandb_run = open_wandb(out, prepared.record()) if run.wandb else None
     writer = MetricsWriter(out / "metrics.jsonl", stream=None if run.quiet else sys.stdout,
-                           tensorboard=run.tensorboard, wandb_run=wandb_run)
+                           tensorboard=run.tensorboard, wandb_run=wandb_run, fresh=chunks_done == 0)
     try:
         for index in range(chunks_done + 1, num_chunks + 1):
             start = time.perf_counter()
@@ -693,8 +683,8 @@ def evaluate_policy(policy: prior_lib.Prior, task: str, key, episodes: int) -> d
     }
 
 
-def evaluate_run(run_dir: Path, episodes: int = 16, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Evaluates the policy stored in any run directory on the task it was trained on."""
+def load_run_policy(run_dir: Path) -> tuple[str, prior_lib.Prior]:
+    """The task and the policy stored in any run directory (what `evaluate` and `render` show)."""
     config = checkpoint.read_json(Path(run_dir) / prior_lib.CONFIG_FILE)
     if "task" not in config:
         raise UserError(f"{run_dir}/config.json names no task; is it a run directory?")
@@ -704,4 +694,10 @@ def evaluate_run(run_dir: Path, episodes: int = 16, seed: int = 0) -> dict[str, 
         run_dir, task=task.name, obs_size=env.observation_size, action_size=env.action_size,
         discrete_actions=envs.discrete_actions(env),
     )
-    return evaluate_policy(policy, task.name, evaluation_key(seed), episodes)
+    return task.name, policy
+
+
+def evaluate_run(run_dir: Path, episodes: int = 16, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Evaluates the policy stored in any run directory on the task it was trained on."""
+    task, policy = load_run_policy(run_dir)
+    return evaluate_policy(policy, task, evaluation_key(seed), episodes)

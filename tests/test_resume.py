@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, envs, health, prior as prior_lib, train
+from rpg_jax import checkpoint, health, train
 from rpg_jax.agents import ppo
 from rpg_jax.normalization import init as init_normalizer
 
@@ -27,10 +27,7 @@ DQN_FLAGS = ["--task", "cartpole", "--algo", "soft_dqn", "--iterations-per-chunk
 
 def policy_arrays(run_dir):
     """The trained policy's parameters and normalizer, as a run directory stores them for later use."""
-    config = json.loads((run_dir / "config.json").read_text())
-    env = envs.make(config["task"])
-    policy = prior_lib.load(run_dir, task=config["task"], obs_size=env.observation_size,
-                            action_size=env.action_size, discrete_actions=envs.discrete_actions(env))
+    _, policy = train.load_run_policy(run_dir)
     return jax.tree.leaves((policy.params, policy.normalizer))
 
 
