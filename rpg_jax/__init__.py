@@ -19,35 +19,47 @@ if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux") and not os
 with contextlib.redirect_stdout(io.StringIO()):
     import mujoco.mjx  # noqa: F401
 
-from rpg_jax import envs, objective, tabular, train
+from rpg_jax import algorithms, envs, objective, settings, tabular, train
 from rpg_jax.agents.dqn import DQN, Config as DQNConfig, Hyper as DQNHyper
 from rpg_jax.agents.ppo import PPO, Config as PPOConfig, Hyper as PPOHyper, gae_advantages
 from rpg_jax.agents.sac import SAC, Config as SACConfig, Hyper as SACHyper
 from rpg_jax.errors import UserError
+from rpg_jax.experiment import Experiment, make_train, stack
 from rpg_jax.objective import Objective, shaped_reward
-from rpg_jax.prior import Prior, load as load_prior
-from rpg_jax.train import RunConfig, evaluate_run
+from rpg_jax.prior import Prior
+from rpg_jax.rundir import load_prior, load_run_policy
+from rpg_jax.settings import DQNSettings, PPOSettings, RunConfig, SACSettings
+from rpg_jax.train import evaluate_run
 
 __all__ = [
     "DQN",
     "DQNConfig",
     "DQNHyper",
-    "PPO",
+    "DQNSettings",
+    "Experiment",
     "Objective",
+    "PPO",
     "PPOConfig",
     "PPOHyper",
+    "PPOSettings",
     "Prior",
     "RunConfig",
     "SAC",
     "SACConfig",
     "SACHyper",
+    "SACSettings",
     "UserError",
+    "algorithms",
     "envs",
     "evaluate_run",
     "gae_advantages",
     "load_prior",
+    "load_run_policy",
+    "make_train",
     "objective",
+    "settings",
     "shaped_reward",
+    "stack",
     "tabular",
     "train",
 ]

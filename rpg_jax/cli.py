@@ -48,14 +48,14 @@ class Render:
 
 
 def render_videos(args: Render) -> str:
-    from rpg_jax import checkpoint, render
+    from rpg_jax import render, rundir
 
     runs, labels = [args.run_dir, *args.compare], [args.run_dir.name, *(p.name for p in args.compare)]
     if args.with_prior:
-        prior = checkpoint.read_json(args.run_dir / "config.json").get("run", {}).get("prior")
+        prior = rundir.prior_of(args.run_dir)
         if not prior:
             raise UserError(f"{args.run_dir} customized no prior: drop --with-prior")
-        runs, labels = [Path(prior), *runs], ["prior", *labels]
+        runs, labels = [prior, *runs], ["prior", *labels]
     result = render.render(runs, args.out, args.steps, args.width, args.height, args.fps, args.seed, labels)
     return f"wrote {result['path']}: {result['frames']} frames of {result['task']} ({', '.join(labels)})"
 
@@ -109,18 +109,19 @@ def format_table(rows: dict[str, dict]) -> str:
 
 def run_demo(demo: Demo) -> str:
     from rpg_jax import train
+    from rpg_jax.settings import RunConfig
 
     out = demo.out.absolute()
     common = dict(task="inverted_pendulum", seed=demo.seed, eval_episodes=demo.eval_episodes)
     print(f"== 1/2: prior, Soft PPO at α = {demo.temperature} on inverted_pendulum ({demo.prior_steps:,} steps)")
     prior = train.train(
-        train.RunConfig(
+        RunConfig(
             algo="soft_ppo", temperature=demo.temperature, steps=demo.prior_steps, out=out / "prior", **common
         )
     )
     print(f"== 2/2: customization, Residual PPO with ω' = α̂ = {demo.temperature} ({demo.steps:,} steps)")
     custom = train.train(
-        train.RunConfig(algo="residual_ppo", prior=out / "prior", steps=demo.steps, out=out / "residual_ppo",
+        RunConfig(algo="residual_ppo", prior=out / "prior", steps=demo.steps, out=out / "residual_ppo",
                         **common)
     )
     table = format_table({"prior (Soft PPO)": prior["eval"], "customized (Residual PPO)": custom["eval"]})
@@ -128,11 +129,25 @@ def run_demo(demo: Demo) -> str:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def print_config(args) -> str:
+    """The fully resolved settings of `train` or `sweep` as JSON (nothing is trained or written)."""
+    import json
+
     from rpg_jax import sweep, train
 
+    if isinstance(args, sweep.SweepConfig):
+        resolved = sweep.resolved_settings(args)
+    else:
+        resolved = train.resolved_settings(args)
+    return json.dumps(resolved, indent=2, sort_keys=True, default=str)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rpg_jax import sweep, train
+    from rpg_jax.settings import RunConfig
+
     commands = {
-        "train": train.RunConfig,
+        "train": RunConfig,
         "sweep": sweep.SweepConfig,
         "evaluate": Evaluate,
         "render": Render,
@@ -143,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         split_cpu_into_devices()
     enable_compilation_cache()
     try:
-        if isinstance(args, sweep.SweepConfig):  # before RunConfig: a SweepConfig is one
+        if isinstance(args, RunConfig) and args.print_config:
+            print(print_config(args))
+        elif isinstance(args, sweep.SweepConfig):  # before RunConfig: a SweepConfig is one
             summary = sweep.sweep(args)
             print(sweep.format_points(summary["points"]))
-        elif isinstance(args, train.RunConfig):
+        elif isinstance(args, RunConfig):
             summary = train.train(args)
             print(format_table({f"{summary['algo']} ({summary['task']})": summary["eval"]}))
         elif isinstance(args, Evaluate):

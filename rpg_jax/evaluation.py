@@ -7,7 +7,13 @@ from typing import Callable
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax.envs.base import Env
+
+from rpg_jax import envs
+from rpg_jax.prior import Prior
+
+RETURNS = ("basic_return", "addon_return", "total_return")
 
 Policy = Callable[[chex.Array, chex.PRNGKey], chex.Array]
 """act(obs batch, key) -> action batch."""
@@ -40,3 +46,25 @@ def episode_returns(
         step, carry, jax.random.split(key_act, episode_length)
     )
     return {"basic_return": basic, "addon_return": addon, "total_return": basic + addon, "length": length}
+
+
+def evaluation_key(seed: int) -> chex.PRNGKey:
+    """The key of a seed's evaluation episodes: the same for `train`, `sweep` and `evaluate`, apart from
+    training's."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 0xE7A1)
+
+
+def summarize(returns: dict[str, chex.Array]) -> dict[str, dict[str, float]]:
+    """{name: {mean, std}} over episodes, for the three returns."""
+    return {name: {"mean": float(np.mean(returns[name])), "std": float(np.std(returns[name]))}
+            for name in RETURNS}
+
+
+def evaluate_policy(policy: Prior, task: str, key: chex.PRNGKey, episodes: int) -> dict[str, dict[str, float]]:
+    """Deterministic returns of a policy on a task: {name: {mean, std}} over episodes."""
+    env = envs.make(task)
+    episode_length = envs.get_task(task).episode_length
+    returns = jax.jit(
+        lambda policy, key: episode_returns(env, lambda obs, _: policy.act(obs), key, episodes, episode_length)
+    )(policy, key)
+    return summarize(jax.device_get(returns))

@@ -6,7 +6,9 @@ compilation serves every point of the grid and every seed. The member axis is sp
 processes (`devices.member_mesh`): each device vmaps its own members inside `shard_map`, with no collectives.
 
 A member with seed s trains exactly what `rpg-jax train --seed s` with its grid values trains (same keys, same
-program up to batching), and every member leaves a run directory that can serve as a prior.
+program up to batching), and every member leaves a run directory that can serve as a prior. The stacked training
+state is checkpointed every `--checkpoint-every` chunks; `--resume DIR` continues a killed sweep from there and
+ends with exactly the parameters of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -23,21 +25,16 @@ import numpy as np
 import tyro
 from jax.sharding import Mesh, PartitionSpec as P
 
-from rpg_jax import checkpoint, devices, envs, evaluation, health, train
+from rpg_jax import algorithms, devices, envs, evaluation, health, rundir, settings
 from rpg_jax.errors import UserError
-from rpg_jax.logging import MetricsWriter, chunk_summary, open_wandb
+from rpg_jax.evaluation import RETURNS
+from rpg_jax.experiment import Experiment, hyper_values, make_train, stack
+from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
 from rpg_jax.plotting import point_label, save_frontier
-from rpg_jax.train import RunConfig
+from rpg_jax.settings import RunConfig
+from rpg_jax.train import resumed_config
 
 SWEPT = ("prior_weight", "temperature", "beta", "learning_rate")
-USED_BY = {
-    "prior_weight": {"residual_ppo", "residual_sac", "residual_dqn"},
-    "temperature": {"soft_ppo", "residual_ppo", "sac", "residual_sac", "full_sac", "soft_dqn", "residual_dqn",
-                    "full_dqn"},
-    "beta": {"kl_ppo"},
-    "learning_rate": set(train.ALGORITHMS),
-}
-RETURNS = ("basic_return", "addon_return", "total_return")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +58,9 @@ class SweepConfig(RunConfig):
     Default: all of them on an accelerator; on a CPU, enough members for about 256 envs per batch.
     (MJX steps 1024 envs 3× slower per env than 256 on a 2-core CPU.)"""
     shard_envs: tyro.conf.Suppress[bool] = False
-    resume: tyro.conf.Suppress[Path | None] = None  # a sweep is one program: rerun it rather than resume it
-    checkpoint_every: tyro.conf.Suppress[int] = 0
+    resume: Path | None = None
+    """Continue the sweep in this directory from its last checkpoint, with its own settings (--steps may
+    extend it); every member ends with exactly the parameters of an uninterrupted sweep."""
     coordinator: str | None = None
     """HOST:PORT of process 0, for a sweep over several hosts (or RPG_JAX_COORDINATOR)."""
     num_processes: int | None = None
@@ -111,20 +109,20 @@ def grid(sweep: SweepConfig) -> tuple[dict[str, tuple[float, ...]], list[Member]
         if text is None:
             continue
         flag = name.replace("_", "-")
-        if sweep.algo not in USED_BY[name]:
-            users = ", ".join(sorted(USED_BY[name]))
+        if not algorithms.get(sweep.algo).reads_setting(name):
+            users = ", ".join(algorithms.readers(name))
             raise UserError(f"--{flag} has no effect on --algo {sweep.algo}; it is swept for: {users}")
         swept[name] = parse_values(flag, text)
     base = {f.name: getattr(sweep, f.name) for f in dataclasses.fields(RunConfig)}
-    base.update({name: RunConfig.__dataclass_fields__[name].default for name in SWEPT}, quiet=True, out=None)
+    base.update({name: RunConfig.__dataclass_fields__[name].default for name in SWEPT}, quiet=True, out=None,
+                resume=None, print_config=False)
     members = [
         Member(seed, point, RunConfig(**{**base, **point, "seed": seed}))
         for point in (dict(zip(swept, values)) for values in itertools.product(*swept.values()))
         for seed in range(sweep.seed, sweep.seed + sweep.seeds)
     ]
-    train.validate(members[0].run)
-    for member in members[1:]:
-        train.validate(member.run)
+    for member in members:
+        settings.validate(member.run)
     return swept, members
 
 
@@ -135,9 +133,9 @@ class Program:
     them without tracing again. `traces` counts how often the chunk was traced.
     """
 
-    def __init__(self, prepared: train.Prepared, mesh: Mesh, eval_episodes: int, member_batch: int):
-        agent, algo, env = prepared.agent, prepared.algo, prepared.env
-        episode_length = envs.get_task(prepared.run.task).episode_length
+    def __init__(self, experiment: Experiment, mesh: Mesh, eval_episodes: int, member_batch: int):
+        agent, env = experiment.agent, experiment.env
+        episode_length = envs.get_task(experiment.run.task).episode_length
         members = P(devices.MEMBERS)
         self.traces = 0
         self.member_batch = member_batch
@@ -154,7 +152,7 @@ class Program:
             return in_batches(health.with_finite_flags(agent.chunk), state, member_batch)
 
         def evaluate(state, key):
-            act = lambda obs, _: train.deterministic_action(algo, agent, state, obs)  # noqa: E731
+            act = lambda obs, _: experiment.act(state, obs)  # noqa: E731
             return evaluation.episode_returns(env, act, key, eval_episodes, episode_length)
 
         self.init = on_mesh(jax.vmap(agent.init, in_axes=(0, 0, None)), (members, members, P()))
@@ -180,12 +178,12 @@ def in_batches(fn: Callable, tree: Any, batch: int, unpack: bool = False) -> Any
 _PROGRAMS: dict[tuple, Program] = {}
 
 
-def program_for(prepared: train.Prepared, mesh: Mesh, num_members: int, eval_episodes: int,
+def program_for(experiment: Experiment, mesh: Mesh, num_members: int, eval_episodes: int,
                 member_batch: int) -> Program:
-    key = (prepared.run.task, prepared.run.algo, prepared.config, jax.tree.structure(prepared.prior), mesh,
+    key = (experiment.run.task, experiment.run.algo, experiment.config, jax.tree.structure(experiment.prior), mesh,
            num_members, eval_episodes, member_batch)
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = Program(prepared, mesh, eval_episodes, member_batch)
+        _PROGRAMS[key] = Program(experiment, mesh, eval_episodes, member_batch)
     return _PROGRAMS[key]
 
 
@@ -195,42 +193,39 @@ def default_member_batch(members_per_device: int, num_envs: int) -> int:
     return max(1, min(members_per_device, 256 // num_envs))
 
 
-def member_hyper(prepared: train.Prepared, run: RunConfig):
-    objective = train.member_objective(run, prepared.algo, prepared.prior)
-    return objective, train.agent_hyper(run, prepared.algo, objective, prepared.env)
-
-
-def stack(trees: list[Any]) -> Any:
-    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
-
-
 def member_slice(tree: Any, index: int) -> Any:
     return jax.tree.map(lambda x: x[index], tree)
 
 
 def sweep(config: SweepConfig) -> dict[str, Any]:
-    """Trains every member of the grid in one program and writes the sweep directory; returns the summary."""
+    """Trains every member of the grid in one program and writes the sweep directory; returns the summary.
+
+    With `config.resume` set, continues that sweep directory from its newest checkpoint instead.
+    """
+    if config.resume is not None:
+        out = Path(config.resume).absolute()
+        config = resumed_config(config, rundir.read_run(out, SweepConfig, key="sweep"))
     swept, members = grid(config)
     devices.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
-    prepared = train.prepare(members[0].run)
-    objectives, hypers = zip(*(member_hyper(prepared, m.run) for m in members))
+    experiment = make_train(members[0].run)
+    objectives, hypers = zip(*(experiment.with_values(**m.point) for m in members))
     mesh = devices.member_mesh(config.devices)
     per_device = -(-len(members) // mesh.size)
-    member_batch = min(config.member_batch or default_member_batch(per_device, prepared.config.num_envs), per_device)
+    member_batch = min(config.member_batch or default_member_batch(per_device, experiment.config.num_envs),
+                       per_device)
     padded = mesh.size * member_batch * -(-per_device // member_batch)  # equal whole batches on every device
     pad = lambda xs: list(xs) + [xs[-1]] * (padded - len(xs))  # noqa: E731
-    program = program_for(prepared, mesh, padded, config.eval_episodes, member_batch)
+    program = program_for(experiment, mesh, padded, config.eval_episodes, member_batch)
+    on_members = lambda tree: devices.to_global(tree, mesh, P(devices.MEMBERS))  # noqa: E731
 
     start = time.perf_counter()
-    init_args = (
-        devices.to_global(stack(pad([jax.random.PRNGKey(m.seed) for m in members])), mesh, P(devices.MEMBERS)),
-        devices.to_global(stack(pad(hypers)), mesh, P(devices.MEMBERS)),
-        devices.to_global(prepared.prior, mesh, P()),
-    )
+    init_args = (on_members(stack(pad([jax.random.PRNGKey(m.seed) for m in members]))),
+                 on_members(stack(pad(hypers))), devices.to_global(experiment.prior, mesh, P()))
     devices.check_fits(jax.eval_shape(program.init, *init_args), mesh.size, "the sweep's training state")
     primary = jax.process_index() == 0
-    out = train.run_directory(dataclasses.replace(
-        members[0].run, out=config.out or Path("runs") / f"{config.task}-{config.algo}-sweep")) if primary else None
+    out = rundir.create(config.out or rundir.default_path(config.task, config.algo, "sweep"))
+    if primary and config.resume is None:
+        rundir.start(out, {"task": config.task, "algo": config.algo, "sweep": settings.to_json(config)})
     try:
         state = program.init(*init_args)
         if program.compiled_chunk is None:
@@ -239,67 +234,56 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         devices.raise_if_out_of_memory(e)
         raise
     compile_s = time.perf_counter() - start
+    chunks_done, train_s = 0, 0.0
+    if config.resume is not None:  # the seconds trained before the kill count in wall_s and steps_per_s
+        template = {"state": devices.to_host(state), "train_s": np.zeros((), np.float64)}
+        chunks_done, saved = rundir.restore_train_state(out, template)
+        state, train_s = on_members(saved["state"]), float(saved["train_s"])
+        if primary:
+            keep_records_until(rundir.metrics_path(out), chunks_done)
+            rundir.clear_summary(out)
 
-    steps_per_chunk = prepared.config.steps_per_iteration * prepared.config.iterations_per_chunk
-    num_chunks = math.ceil(config.steps / steps_per_chunk)
+    num_chunks = max(math.ceil(config.steps / experiment.steps_per_chunk), chunks_done)
+    session_train_s = 0.0
     writer = None
     if primary:
-        writer = MetricsWriter(out / "metrics.jsonl", stream=None, tensorboard=config.tensorboard,
-                               wandb_run=open_wandb(out, {"sweep": train.json_ready(dataclasses.asdict(config))})
-                               if config.wandb else None)
-    train_s = 0.0
+        writer = MetricsWriter(rundir.metrics_path(out), stream=None, tensorboard=config.tensorboard,
+                               wandb_run=open_wandb(out, {"sweep": settings.to_json(config)})
+                               if config.wandb else None, fresh=chunks_done == 0)
     try:
-        for index in range(1, num_chunks + 1):
-            chunk_start = time.perf_counter()
-            try:
-                state, metrics = program.compiled_chunk(state)
-                metrics = devices.to_host(metrics)
-            except jax.errors.JaxRuntimeError as e:
-                devices.raise_if_out_of_memory(e)
-                raise
-            elapsed = time.perf_counter() - chunk_start
+        for index in range(chunks_done + 1, num_chunks + 1):
+            state, elapsed = run_chunk(program, state, members, index, num_chunks, experiment, writer, config.quiet)
             train_s += elapsed
-            for i, member in enumerate(members):
-                try:
-                    health.check(member_slice(metrics, i), index)
-                except health.NonFiniteError as e:
-                    label = point_label(member.point) or "defaults"
-                    raise FloatingPointError(f"member {i} (seed {member.seed}, {label}): {e}") from None
-            metrics = health.split_flags(metrics)[0]
-            records = [chunk_summary(member_slice(metrics, i)) for i in range(len(members))]
-            if primary:
-                env_steps = index * steps_per_chunk
-                for i, (member, record) in enumerate(zip(members, records)):
-                    writer.write({"chunk": index, "chunks": num_chunks, "member": i, "seed": member.seed,
-                                  **member.point, "env_steps": env_steps, **record})
-                if not config.quiet:
-                    print(progress_line(index, num_chunks, env_steps, len(members), steps_per_chunk / elapsed,
-                                        records), flush=True)
+            session_train_s += elapsed
+            if index == num_chunks or (config.checkpoint_every and index % config.checkpoint_every == 0):
+                saved = {"state": devices.to_host(state), "train_s": np.asarray(train_s, np.float64)}
+                if primary:
+                    rundir.save_train_state(out, index, saved)
     finally:
         if writer is not None:
             writer.close()
 
-    eval_keys = stack(pad([train.evaluation_key(m.seed) for m in members]))
-    returns = devices.to_host(program.evaluate(state, devices.to_global(eval_keys, mesh, P(devices.MEMBERS))))
+    eval_keys = stack(pad([evaluation.evaluation_key(m.seed) for m in members]))
+    returns = devices.to_host(program.evaluate(state, on_members(eval_keys)))
     kept = devices.to_host((state.params, state.normalizer, state.prior))
-    wall_s = time.perf_counter() - start
+    wall_s = time.perf_counter() - start + (train_s - session_train_s)
+    env_steps = num_chunks * experiment.steps_per_chunk
 
     member_rows = []
     for i, (member, objective) in enumerate(zip(members, objectives)):
-        member_eval = {k: {"mean": float(np.mean(returns[k][i])), "std": float(np.std(returns[k][i]))}
-                       for k in RETURNS}
+        member_eval = evaluation.summarize({k: returns[k][i] for k in RETURNS})
         member_rows.append({"dir": f"members/{i:03d}", "seed": member.seed, "point": member.point,
                             "eval": member_eval})
         if primary:
             params, normalizer, prior = member_slice(kept, i)
-            run = dataclasses.replace(member.run, out=out / "members" / f"{i:03d}")
-            policy = train.trained_policy(prepared.algo, prepared.agent, params, normalizer, objective, prior,
-                                          config.task)
-            run_directory = train.run_directory(run)
-            train.save_policy(run_directory, train.run_record(run, objective, prepared.config), policy)
-            checkpoint.write_json(run_directory / "summary.json",
-                                  {"task": config.task, "algo": config.algo, "seeds": [member.seed],
-                                   "env_steps": num_chunks * steps_per_chunk, "eval": member_eval})
+            member_dir = rundir.create(out / "members" / f"{i:03d}")
+            run = dataclasses.replace(member.run, out=member_dir)
+            policy = experiment.policy(params, normalizer, objective, prior)
+            rundir.save_policy(member_dir, experiment.record(run, objective), policy)
+            rundir.write_summary(member_dir, rundir.summary(
+                env_steps=env_steps, wall_s=wall_s, compile_s=compile_s, steps_per_s=env_steps / train_s,
+                resumed_after_chunk=chunks_done, returns=member_eval,
+                **experiment.summary_head(member.seed, objective)))
 
     points = grid_points(member_rows)
     summary = {
@@ -309,24 +293,70 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         "swept": {name: list(values) for name, values in swept.items()},
         "members": member_rows,
         "points": points,
-        "env_steps": num_chunks * steps_per_chunk,
+        "env_steps": env_steps,
         "wall_s": wall_s,
         "compile_s": compile_s,
         "train_s": train_s,
-        "steps_per_s": len(members) * num_chunks * steps_per_chunk / train_s,
+        "steps_per_s": len(members) * env_steps / train_s,
         "devices": mesh.size,
         "processes": jax.process_count(),
         "prior": str(Path(config.prior).absolute()) if config.prior else None,
-        "eval": {k: {"mean": float(np.mean(returns[k][:len(members)])),
-                     "std": float(np.std(returns[k][:len(members)]))} for k in RETURNS},
+        "resumed_after_chunk": chunks_done or None,
+        "eval": evaluation.summarize({k: returns[k][:len(members)] for k in RETURNS}),
     }
     if primary:
-        checkpoint.write_json(out / "summary.json", summary)
+        rundir.write_summary(out, summary)
         save_frontier(points, out / "frontier.png",
                       f"{config.algo} on {config.task}: mean ± std over {config.seeds} seed(s)",
                       along="prior_weight" if "prior_weight" in swept else next(iter(swept), None),
                       label=config.algo)
     return summary
+
+
+def resolved_settings(config: SweepConfig) -> dict[str, Any]:
+    """What `rpg-jax sweep --print-config` shows: the sweep's settings, the grid, and each member's resolved
+    settings (as `rpg-jax train --print-config` shows them) with its Objective."""
+    if config.resume is not None:
+        config = resumed_config(config, rundir.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep"))
+    swept, members = grid(config)
+    experiment = make_train(members[0].run)
+    rows = []
+    for member in members:
+        objective, hyper = experiment.with_values(**member.point)
+        run = dataclasses.replace(experiment.run, **member.point, seed=member.seed)
+        rows.append({**experiment.record(run, objective), "hyper": hyper_values(hyper)})
+    return {"sweep": settings.to_json(config), "swept": {k: list(v) for k, v in swept.items()}, "members": rows}
+
+
+def run_chunk(program: Program, state, members: list[Member], index: int, num_chunks: int,
+              experiment: Experiment, writer: MetricsWriter | None, quiet: bool):
+    """One compiled chunk for every member: (state, seconds). Checks each member's numbers; the primary process
+    logs them."""
+    start = time.perf_counter()
+    try:
+        state, metrics = program.compiled_chunk(state)
+        metrics = devices.to_host(metrics)
+    except jax.errors.JaxRuntimeError as e:
+        devices.raise_if_out_of_memory(e)
+        raise
+    elapsed = time.perf_counter() - start
+    for i, member in enumerate(members):
+        try:
+            health.check(member_slice(metrics, i), index)
+        except health.NonFiniteError as e:
+            label = point_label(member.point) or "defaults"
+            raise FloatingPointError(f"member {i} (seed {member.seed}, {label}): {e}") from None
+    metrics = health.split_flags(metrics)[0]
+    records = [chunk_summary(member_slice(metrics, i)) for i in range(len(members))]
+    if writer is not None:
+        env_steps = index * experiment.steps_per_chunk
+        for i, (member, record) in enumerate(zip(members, records)):
+            writer.write({"chunk": index, "chunks": num_chunks, "member": i, "seed": member.seed,
+                          **member.point, "env_steps": env_steps, **record})
+        if not quiet:
+            print(progress_line(index, num_chunks, env_steps, len(members), experiment.steps_per_chunk / elapsed,
+                                records), flush=True)
+    return state, elapsed
 
 
 def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -23,13 +23,8 @@ from brax.envs.base import Env
 from flax import struct
 
 from rpg_jax import normalization, objective as objective_lib, replay as replay_lib
-from rpg_jax.agents.off_policy import (
-    Transition,
-    episode_metrics,
-    example_transition,
-    learn_when_ready,
-    step_and_store,
-)
+from rpg_jax.agents import common, off_policy
+from rpg_jax.agents.off_policy import Transition, example_transition
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import DiscreteQSpec
 from rpg_jax.prior import Prior
@@ -37,7 +32,7 @@ from rpg_jax.prior import Prior
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Static settings.
+    """Static settings. Their defaults live in `rpg_jax.settings.DQNSettings`.
 
     Attributes:
       num_envs: parallel environments; an iteration steps each once.
@@ -52,15 +47,15 @@ class Config:
       iterations_per_chunk: iterations fused into one jitted `lax.scan`.
     """
 
-    num_envs: int = 8
-    batch_size: int = 64
-    replay_capacity: int = 100_000
-    updates_per_iteration: int = 4
-    warmup_steps: int = 1_000
-    q_hidden: tuple[int, ...] = (256, 256)
-    target_update_period: int = 50
+    num_envs: int
+    batch_size: int
+    replay_capacity: int
+    updates_per_iteration: int
+    warmup_steps: int
+    q_hidden: tuple[int, ...]
+    target_update_period: int
+    iterations_per_chunk: int
     zero_init_output: bool = False
-    iterations_per_chunk: int = 250
 
     def __post_init__(self):
         if min(self.num_envs, self.batch_size, self.replay_capacity, self.updates_per_iteration,
@@ -80,18 +75,24 @@ class Hyper:
     `exploration_steps` env steps."""
 
     objective: objective_lib.Objective
-    learning_rate: chex.Array = 1e-3
-    discount: chex.Array = 0.99
-    tau: chex.Array = 1.0
-    max_grad_norm: chex.Array = 10.0
-    epsilon_start: chex.Array = 1.0
-    epsilon_end: chex.Array = 0.04
-    exploration_steps: chex.Array = 16_000.0
+    learning_rate: chex.Array
+    discount: chex.Array
+    tau: chex.Array
+    max_grad_norm: chex.Array
+    epsilon_start: chex.Array
+    epsilon_end: chex.Array
+    exploration_steps: chex.Array
+
+
+@struct.dataclass
+class Params:
+    q: Any  # soft Q-values (a residual Q_R for residual soft DQN): the policy is softmax((Q + ω'·log π_prior)/α̂)
+    target_q: Any
 
 
 @struct.dataclass
 class TrainState:
-    params: Any  # {"q", "target_q"}
+    params: Params
     opt_state: Any
     normalizer: normalization.Normalizer  # the identity (never updated), kept so any run is a prior
     replay: replay_lib.Replay
@@ -170,11 +171,11 @@ class DQN:
         )
         example = example_transition(obs_size, jnp.zeros((), jnp.int32))
         state = TrainState(
-            params={"q": q_params, "target_q": q_params},
+            params=Params(q=q_params, target_q=q_params),
             opt_state=opt_state,
             normalizer=normalization.init(obs_size),
             replay=replay_lib.init(self.config.replay_capacity, example),
-            env_state=jax.vmap(self.env.reset)(jax.random.split(key_env, self.config.num_envs)),
+            env_state=common.reset_envs(self.env, key_env, self.config.num_envs),
             key=key,
             env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32),
@@ -182,7 +183,7 @@ class DQN:
             hyper=hyper,
             prior=prior,
         )
-        return jax.tree.map(jnp.copy, state)  # unalias leaves so the state can be donated
+        return common.unaliased(state)
 
     def logits(self, q_params, normalizer, prior, objective, obs) -> chex.Array:
         q = self.q_spec.q_values(q_params, normalizer, obs)
@@ -194,7 +195,7 @@ class DQN:
 
     def _act(self, state: TrainState, key: chex.PRNGKey) -> chex.Array:
         key_boltzmann, key_uniform, key_explore = jax.random.split(key, 3)
-        logits = self.logits(state.params["q"], state.normalizer, state.prior, state.hyper.objective,
+        logits = self.logits(state.params.q, state.normalizer, state.prior, state.hyper.objective,
                              state.env_state.obs)
         boltzmann = jax.random.categorical(key_boltzmann, logits)
         uniform = jax.random.randint(key_uniform, boltzmann.shape, 0, self.q_spec.num_actions)
@@ -205,46 +206,26 @@ class DQN:
         params, opt_state, updates = carry
         batch = replay_lib.sample(replay, key, self.config.batch_size)
         grads, metrics = jax.grad(q_loss, has_aux=True)(
-            params["q"], params["target_q"], normalizer, prior, batch, hyper.objective, q_spec=self.q_spec,
+            params.q, params.target_q, normalizer, prior, batch, hyper.objective, q_spec=self.q_spec,
             discount=hyper.discount,
         )
-        step, opt_state = self.optimizer.update(grads, opt_state, params["q"])
-        q = optax.apply_updates(params["q"], step)
+        step, opt_state = self.optimizer.update(grads, opt_state, params.q)
+        q = optax.apply_updates(params.q, step)
         updates = updates + 1
         due = updates % self.config.target_update_period == 0
         tau = jnp.where(due, hyper.tau, 0.0)
-        target = optax.incremental_update(q, params["target_q"], tau)
-        return ({"q": q, "target_q": target}, opt_state, updates), metrics
+        target = optax.incremental_update(q, params.target_q, tau)
+        return (Params(q=q, target_q=target), opt_state, updates), metrics
 
     def iteration(self, state: TrainState) -> tuple[TrainState, dict]:
-        config, hyper = self.config, state.hyper
-        key_act, key_update, key_next = jax.random.split(state.key, 3)
-        action = self._act(state, key_act)
-        next_state, transition, replay = step_and_store(self.env, state.env_state, action, state.replay)
-        env_steps = state.env_steps + config.steps_per_iteration
-
-        step = lambda carry, key: self._gradient_step(  # noqa: E731
-            carry, key, replay=replay, normalizer=state.normalizer, prior=state.prior, hyper=hyper
+        step = lambda carry, key, replay, env_steps: self._gradient_step(  # noqa: E731
+            carry, key, replay=replay, normalizer=state.normalizer, prior=state.prior, hyper=state.hyper
         )
-        ready = (env_steps >= config.warmup_steps) & (replay.size >= config.batch_size)
-        (params, opt_state, updates), metrics = learn_when_ready(
-            ready, step, (state.params, state.opt_state, state.updates),
-            jax.random.split(key_update, config.updates_per_iteration),
+        new_state, metrics, _ = off_policy.iteration(
+            state, env=self.env, config=self.config, act=self._act, gradient_step=step,
+            learner=("params", "opt_state", "updates"),
         )
-        metrics = {
-            **metrics, "epsilon": self.epsilon(hyper, state.env_steps), **episode_metrics(next_state, transition)
-        }
-        new_state = state.replace(
-            params=params,
-            opt_state=opt_state,
-            replay=replay,
-            env_state=next_state,
-            key=key_next,
-            env_steps=env_steps,
-            updates=updates,
-            iteration=state.iteration + 1,
-        )
-        return new_state, metrics
+        return new_state, {**metrics, "epsilon": self.epsilon(state.hyper, state.env_steps)}
 
     def chunk(self, state: TrainState) -> tuple[TrainState, dict]:
-        return jax.lax.scan(lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_chunk)
+        return common.chunk(self.iteration, state, self.config.iterations_per_chunk)

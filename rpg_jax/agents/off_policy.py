@@ -1,5 +1,6 @@
-"""What SAC and DQN share: one env step into the replay, gradient updates gated on a filled replay, and the
-episode metrics. Each agent supplies only how it acts and how it takes one gradient step."""
+"""The off-policy iteration SAC and DQN share: act, step every env once into the replay, then gradient updates
+once the replay holds a batch and warm-up is over. Each agent supplies only how it acts and how it takes one
+gradient step."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from brax.envs.base import Env
 from flax import struct
 
 from rpg_jax import replay as replay_lib
+from rpg_jax.agents.common import episode_metrics, step_envs
 
 
 @struct.dataclass
@@ -34,22 +36,6 @@ def example_transition(obs_size: int, action: chex.Array) -> Transition:
                       next_obs=jnp.zeros(obs_size), termination=zero, truncation=zero)
 
 
-def step_and_store(env: Env, env_state: Any, action: chex.Array, replay: replay_lib.Replay):
-    """Steps the batched env and appends the transitions. Returns (next env state, transitions, replay)."""
-    next_state = jax.vmap(env.step)(env_state, action)
-    truncation = next_state.info["truncation"]
-    transition = Transition(
-        obs=env_state.obs,
-        action=action,
-        reward_basic=next_state.metrics["reward_basic"],
-        reward_addon=next_state.metrics["reward_addon"],
-        next_obs=next_state.info["final_obs"],
-        termination=next_state.done * (1.0 - truncation),
-        truncation=truncation,
-    )
-    return next_state, transition, replay_lib.add(replay, transition)
-
-
 def learn_when_ready(ready: chex.Array, step: Callable, carry: Any, keys: chex.Array) -> tuple[Any, dict]:
     """`lax.scan(step)` over `keys` if `ready`, else the carry unchanged and NaN metrics ("not learning yet")."""
 
@@ -65,15 +51,35 @@ def learn_when_ready(ready: chex.Array, step: Callable, carry: Any, keys: chex.A
     return carry, {**metrics, "learning": ready.astype(jnp.float32)}
 
 
-def episode_metrics(next_state: Any, transition: Transition) -> dict:
-    """Per-step rewards and the returns of the episodes that ended at this step."""
-    done = next_state.done
-    episode = next_state.info["episode_metrics"]
-    count = jnp.maximum(jnp.sum(done), 1.0)
-    return {
-        "reward_basic": jnp.mean(transition.reward_basic),
-        "reward_addon": jnp.mean(transition.reward_addon),
-        "episodes": jnp.sum(done),
-        "episode_basic_return": jnp.sum(episode["reward_basic"] * done) / count,
-        "episode_addon_return": jnp.sum(episode["reward_addon"] * done) / count,
-    }
+def iteration(
+    state: Any, *, env: Env, config: Any, act: Callable, gradient_step: Callable, learner: tuple[str, ...]
+) -> tuple[Any, dict, chex.Array]:
+    """One iteration of an off-policy agent: (new state, metrics, the actions taken).
+
+    `act(state, key) -> actions`; `gradient_step(carry, key, *, replay, env_steps) -> (carry, metrics)` where the
+    carry is the state's `learner` fields (parameters, optimizer states, counters) as a tuple.
+    """
+    key_act, key_update, key_next = jax.random.split(state.key, 3)
+    action = act(state, key_act)
+    next_env_state, step = step_envs(env, state.env_state, action)
+    transition = Transition(obs=state.env_state.obs, action=action, reward_basic=step.reward_basic,
+                            reward_addon=step.reward_addon, next_obs=step.next_obs, termination=step.termination,
+                            truncation=step.truncation)
+    replay = replay_lib.add(state.replay, transition)
+    env_steps = state.env_steps + config.steps_per_iteration
+
+    ready = (env_steps >= config.warmup_steps) & (replay.size >= config.batch_size)
+    carry, metrics = learn_when_ready(
+        ready, lambda carry, key: gradient_step(carry, key, replay=replay, env_steps=env_steps),
+        tuple(getattr(state, name) for name in learner),
+        jax.random.split(key_update, config.updates_per_iteration),
+    )
+    new_state = state.replace(
+        **dict(zip(learner, carry)),
+        replay=replay,
+        env_state=next_env_state,
+        key=key_next,
+        env_steps=env_steps,
+        iteration=state.iteration + 1,
+    )
+    return new_state, {**metrics, **episode_metrics(step)}, action

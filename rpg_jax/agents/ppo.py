@@ -26,6 +26,7 @@ from brax.envs.base import Env
 from flax import struct
 
 from rpg_jax import normalization, objective as objective_lib
+from rpg_jax.agents import common
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import PolicySpec, ValueSpec
 from rpg_jax import prior as prior_lib
@@ -34,7 +35,8 @@ from rpg_jax.prior import Prior
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Static settings (shapes and structure): changing one recompiles.
+    """Static settings (shapes and structure): changing one recompiles. Their defaults live in
+    `rpg_jax.settings.PPOSettings`, which makes this.
 
     Attributes:
       num_envs: parallel environments in a rollout.
@@ -50,16 +52,16 @@ class Config:
       iterations_per_chunk: iterations fused into one jitted `lax.scan`.
     """
 
-    num_envs: int = 64
-    unroll_length: int = 16
-    num_minibatches: int = 8
-    update_epochs: int = 4
-    policy_hidden: tuple[int, ...] = (64, 64)
-    value_hidden: tuple[int, ...] = (64, 64)
+    num_envs: int
+    unroll_length: int
+    num_minibatches: int
+    update_epochs: int
+    policy_hidden: tuple[int, ...]
+    value_hidden: tuple[int, ...]
+    iterations_per_chunk: int
     activation: str = "tanh"
     normalize_observations: bool = True
     init_from_prior: bool = False
-    iterations_per_chunk: int = 10
 
     def __post_init__(self):
         batch = self.num_envs * self.unroll_length
@@ -87,20 +89,26 @@ class Hyper:
     """
 
     objective: objective_lib.Objective
-    learning_rate: chex.Array = 3e-4
-    discount: chex.Array = 0.99
-    gae_lambda: chex.Array = 0.95
-    clip_epsilon: chex.Array = 0.2
-    value_coef: chex.Array = 0.5
-    entropy_cost: chex.Array = 0.0
-    max_grad_norm: chex.Array = 1.0
-    reward_scale: chex.Array = 1.0
-    critic_warmup_steps: chex.Array = 0.0
+    learning_rate: chex.Array
+    discount: chex.Array
+    gae_lambda: chex.Array
+    clip_epsilon: chex.Array
+    value_coef: chex.Array
+    entropy_cost: chex.Array
+    max_grad_norm: chex.Array
+    reward_scale: chex.Array
+    critic_warmup_steps: chex.Array
+
+
+@struct.dataclass
+class Params:
+    policy: Any
+    value: Any
 
 
 @struct.dataclass
 class TrainState:
-    params: Any  # {"policy": ..., "value": ...}
+    params: Params
     opt_state: optax.OptState
     normalizer: normalization.Normalizer
     env_state: Any
@@ -119,13 +127,7 @@ class Transition:
     pre_tanh_action: chex.Array
     log_prob: chex.Array  # log π_θold(a|s): a constant in the loss and in r̃
     log_prob_prior: chex.Array
-    reward_basic: chex.Array
-    reward_addon: chex.Array
-    termination: chex.Array  # 1 at a true terminal: no bootstrap
-    done: chex.Array  # 1 at a terminal or a time limit: the episode ends here
-    next_obs: chex.Array  # observation reached, before any auto-reset
-    episode_basic: chex.Array  # episode sums, meaningful where done
-    episode_addon: chex.Array
+    step: common.EnvStep  # rewards, termination ≠ truncation, the observation reached, episode sums
 
 
 def gae_advantages(
@@ -175,14 +177,14 @@ def ppo_loss(
         L = −E[min(ρ·Â, clip(ρ, 1−ε, 1+ε)·Â)] + c_v·½·E[(V(s) − (Â + V_old))²] − c_H·E[H(π(·|s))]
         ρ = π_θ(a|s) / π_θold(a|s), Â normalized over the minibatch.
     """
-    dist = policy_spec.distribution(params["policy"], normalizer, batch.obs)
+    dist = policy_spec.distribution(params.policy, normalizer, batch.obs)
     log_prob = dist.log_prob_pre_tanh(batch.pre_tanh_action)
     ratio = jnp.exp(log_prob - batch.log_prob)
     adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     clipped = jnp.clip(ratio, 1.0 - hyper.clip_epsilon, 1.0 + hyper.clip_epsilon)
     policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
 
-    values = value_spec.value(params["value"], normalizer, batch.obs)
+    values = value_spec.value(params.value, normalizer, batch.obs)
     value_loss = 0.5 * jnp.mean((values - value_targets) ** 2)
     entropy = jnp.mean(dist.entropy(key))
     loss = policy_loss + hyper.value_coef * value_loss - hyper.entropy_cost * entropy
@@ -224,11 +226,11 @@ class PPO:
         else:
             policy_params = self.policy_spec.init(key_policy)
             normalizer = normalization.init(self.env.observation_size)
-        params = {"policy": policy_params, "value": self.value_spec.init(key_value)}
+        params = Params(policy=policy_params, value=self.value_spec.init(key_value))
         opt_state = init_with_hyperparams(
             self.optimizer, params, learning_rate=hyper.learning_rate, max_grad_norm=hyper.max_grad_norm
         )
-        env_state = jax.vmap(self.env.reset)(jax.random.split(key_env, self.config.num_envs))
+        env_state = common.reset_envs(self.env, key_env, self.config.num_envs)
         state = TrainState(
             params=params,
             opt_state=opt_state,
@@ -240,13 +242,11 @@ class PPO:
             hyper=hyper,
             prior=prior,
         )
-        # The reset obs is also info's first/final obs, and the actor may be the prior's arrays: copies make
-        # every leaf its own buffer, so that the state can be donated to a jitted chunk.
-        return jax.tree.map(jnp.copy, state)
+        return common.unaliased(state)
 
     def rollout(self, state: TrainState, key: chex.PRNGKey) -> tuple[Any, Transition]:
         """Steps the batched env `unroll_length` times under π_θ. Returns (final env state, (T, B) data)."""
-        policy_params = state.params["policy"]
+        policy_params = state.params.policy
 
         def step(env_state, key_step):
             obs = env_state.obs
@@ -254,23 +254,9 @@ class PPO:
             u = dist.sample_pre_tanh(key_step)
             log_prob = dist.log_prob_pre_tanh(u)
             log_prob_prior = prior_lib.log_prob_pre_tanh(state.prior, obs, u)
-            next_state = jax.vmap(self.env.step)(env_state, jnp.tanh(u))
-            truncation = next_state.info["truncation"]
-            episode = next_state.info["episode_metrics"]
-            transition = Transition(
-                obs=obs,
-                pre_tanh_action=u,
-                log_prob=log_prob,
-                log_prob_prior=log_prob_prior,
-                reward_basic=next_state.metrics["reward_basic"],
-                reward_addon=next_state.metrics["reward_addon"],
-                termination=next_state.done * (1.0 - truncation),
-                done=next_state.done,
-                next_obs=next_state.info["final_obs"],
-                episode_basic=episode["reward_basic"],
-                episode_addon=episode["reward_addon"],
-            )
-            return next_state, transition
+            next_state, outcome = common.step_envs(self.env, env_state, jnp.tanh(u))
+            return next_state, Transition(obs=obs, pre_tanh_action=u, log_prob=log_prob,
+                                          log_prob_prior=log_prob_prior, step=outcome)
 
         keys = jax.random.split(key, self.config.unroll_length)
         return jax.lax.scan(step, state.env_state, keys)
@@ -280,19 +266,20 @@ class PPO:
         config, hyper = self.config, state.hyper
         key_rollout, key_update, key_next = jax.random.split(state.key, 3)
         env_state, data = self.rollout(state, key_rollout)
-        chex.assert_shape(data.reward_basic, (config.unroll_length, config.num_envs))
+        step = data.step
+        chex.assert_shape(step.reward_basic, (config.unroll_length, config.num_envs))
 
         normalizer = state.normalizer
         if self.update_normalizer:
             normalizer = normalization.update(normalizer, data.obs)
 
         shaped = hyper.reward_scale * objective_lib.shaped_reward(
-            hyper.objective, data.reward_basic, data.reward_addon, data.log_prob_prior, data.log_prob
+            hyper.objective, step.reward_basic, step.reward_addon, data.log_prob_prior, data.log_prob
         )
-        value_fn = lambda obs: self.value_spec.value(state.params["value"], normalizer, obs)  # noqa: E731
-        values, next_values = value_fn(data.obs), value_fn(data.next_obs)
+        value_fn = lambda obs: self.value_spec.value(state.params.value, normalizer, obs)  # noqa: E731
+        values, next_values = value_fn(data.obs), value_fn(step.next_obs)
         advantages = gae_advantages(
-            shaped, values, next_values, data.termination, data.done, hyper.discount, hyper.gae_lambda
+            shaped, values, next_values, step.termination, step.done, hyper.discount, hyper.gae_lambda
         )
         value_targets = advantages + values
         actor_learns = state.env_steps >= hyper.critic_warmup_steps
@@ -301,18 +288,12 @@ class PPO:
             actor_learns,
         )
 
-        done_count = jnp.sum(data.done)
-        episodes_mean = lambda x: jnp.sum(x * data.done) / jnp.maximum(done_count, 1.0)  # noqa: E731
         metrics = {
             **loss_metrics,
+            **common.episode_metrics(step),
             "shaped_reward": jnp.mean(shaped),
-            "reward_basic": jnp.mean(data.reward_basic),
-            "reward_addon": jnp.mean(data.reward_addon),
             "log_prob": jnp.mean(data.log_prob),
             "log_prob_prior": jnp.mean(data.log_prob_prior),
-            "episodes": done_count,
-            "episode_basic_return": episodes_mean(data.episode_basic),
-            "episode_addon_return": episodes_mean(data.episode_addon),
         }
         if state.prior is not None:
             # Monte Carlo estimate of KL(π_θ ‖ π_prior) on the states π_θ visits.
@@ -352,7 +333,7 @@ class PPO:
                 value_spec=self.value_spec,
                 hyper=hyper,
             )
-            grads = {**grads, "policy": jax.tree.map(lambda g: jnp.where(actor_learns, g, 0.0), grads["policy"])}
+            grads = grads.replace(policy=jax.tree.map(lambda g: jnp.where(actor_learns, g, 0.0), grads.policy))
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state, key), metrics
 
@@ -370,6 +351,4 @@ class PPO:
 
     def chunk(self, state: TrainState) -> tuple[TrainState, dict]:
         """`iterations_per_chunk` iterations in one `lax.scan`; metrics stacked on a leading axis."""
-        return jax.lax.scan(
-            lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_chunk
-        )
+        return common.chunk(self.iteration, state, self.config.iterations_per_chunk)

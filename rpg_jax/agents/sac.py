@@ -24,13 +24,8 @@ from brax.envs.base import Env
 from flax import struct
 
 from rpg_jax import normalization, objective as objective_lib, replay as replay_lib
-from rpg_jax.agents.off_policy import (
-    Transition,
-    episode_metrics,
-    example_transition,
-    learn_when_ready,
-    step_and_store,
-)
+from rpg_jax.agents import common, off_policy
+from rpg_jax.agents.off_policy import Transition, example_transition
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import CriticSpec, PolicySpec
 from rpg_jax import prior as prior_lib
@@ -39,7 +34,7 @@ from rpg_jax.prior import Prior
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Static settings (shapes and structure).
+    """Static settings (shapes and structure). Their defaults live in `rpg_jax.settings.SACSettings`.
 
     Attributes:
       num_envs: parallel environments; an iteration steps each once.
@@ -56,17 +51,17 @@ class Config:
       iterations_per_chunk: iterations fused into one jitted `lax.scan`.
     """
 
-    num_envs: int = 8
-    batch_size: int = 256
-    replay_capacity: int = 100_000
-    updates_per_iteration: int = 8
-    warmup_steps: int = 1_000
-    warmup_action_hold: int = 1
-    policy_hidden: tuple[int, ...] = (256, 256)
-    critic_hidden: tuple[int, ...] = (256, 256)
+    num_envs: int
+    batch_size: int
+    replay_capacity: int
+    updates_per_iteration: int
+    warmup_steps: int
+    warmup_action_hold: int
+    policy_hidden: tuple[int, ...]
+    critic_hidden: tuple[int, ...]
+    iterations_per_chunk: int
     learn_temperature: bool = False
     init_from_prior: bool = False
-    iterations_per_chunk: int = 100
 
     def __post_init__(self):
         if min(self.num_envs, self.batch_size, self.replay_capacity, self.updates_per_iteration) < 1:
@@ -88,17 +83,27 @@ class Hyper:
     """
 
     objective: objective_lib.Objective
-    learning_rate: chex.Array = 3e-4
-    discount: chex.Array = 0.99
-    tau: chex.Array = 0.005
-    target_entropy: chex.Array = -1.0
-    prior_weight_warmup_factor: chex.Array = 1.0
-    prior_weight_warmup_steps: chex.Array = 0.0
+    learning_rate: chex.Array
+    discount: chex.Array
+    tau: chex.Array
+    target_entropy: chex.Array
+    prior_weight_warmup_factor: chex.Array
+    prior_weight_warmup_steps: chex.Array
+
+
+@struct.dataclass
+class Params:
+    """SAC's parameters (fields in the order a dict of them would flatten)."""
+
+    critic: Any  # twin Q-networks, stacked
+    log_temperature: chex.Array  # log α̂, learned only with `learn_temperature`
+    policy: Any
+    target_critic: Any  # Polyak average of `critic`
 
 
 @struct.dataclass
 class TrainState:
-    params: Any  # {"policy", "critic", "target_critic", "log_temperature"}
+    params: Params
     opt_state: Any  # {"policy", "critic", "temperature"}
     normalizer: normalization.Normalizer  # never updated: the identity, kept so any run is a prior
     replay: replay_lib.Replay
@@ -200,12 +205,8 @@ class SAC:
             policy_params, normalizer = self.policy_spec.init(key_policy), normalization.init(obs_size)
         critic_params = self.critic_spec.init(key_critic)
         log_temperature = jnp.log(jnp.maximum(jnp.asarray(hyper.objective.temperature, jnp.float32), 1e-8))
-        params = {
-            "policy": policy_params,
-            "critic": critic_params,
-            "target_critic": critic_params,
-            "log_temperature": log_temperature,
-        }
+        params = Params(critic=critic_params, log_temperature=log_temperature, policy=policy_params,
+                        target_critic=critic_params)
         adam = lambda p: init_with_hyperparams(self.optimizer, p, learning_rate=hyper.learning_rate)  # noqa: E731
         opt_state = {"policy": adam(policy_params), "critic": adam(critic_params), "temperature": adam(log_temperature)}
         example = example_transition(obs_size, jnp.zeros(self.env.action_size))
@@ -214,7 +215,7 @@ class SAC:
             opt_state=opt_state,
             normalizer=normalizer,
             replay=replay_lib.init(self.config.replay_capacity, example),
-            env_state=jax.vmap(self.env.reset)(jax.random.split(key_env, self.config.num_envs)),
+            env_state=common.reset_envs(self.env, key_env, self.config.num_envs),
             last_action=jnp.zeros((self.config.num_envs, self.env.action_size)),
             key=key,
             env_steps=jnp.zeros((), jnp.int32),
@@ -222,13 +223,12 @@ class SAC:
             hyper=hyper,
             prior=prior,
         )
-        # Aliased leaves (reset obs in info, target = online critic, prior = actor) would break donation.
-        return jax.tree.map(jnp.copy, state)
+        return common.unaliased(state)
 
     def _act(self, state: TrainState, key: chex.PRNGKey) -> chex.Array:
         key_policy, key_random, key_hold = jax.random.split(key, 3)
         obs = state.env_state.obs
-        dist = self.policy_spec.distribution(state.params["policy"], state.normalizer, obs)
+        dist = self.policy_spec.distribution(state.params.policy, state.normalizer, obs)
         policy_action = jnp.tanh(dist.sample_pre_tanh(key_policy))
         fresh = jax.random.uniform(key_random, policy_action.shape, minval=-1.0, maxval=1.0)
         resample = jax.random.uniform(key_hold, (self.config.num_envs, 1)) < 1.0 / self.config.warmup_action_hold
@@ -239,67 +239,45 @@ class SAC:
         params, opt_state = carry
         key_batch, key_critic, key_actor = jax.random.split(key, 3)
         batch = replay_lib.sample(replay, key_batch, self.config.batch_size)
-        objective = effective_objective(hyper, params["log_temperature"], env_steps, self.config.learn_temperature)
+        objective = effective_objective(hyper, params.log_temperature, env_steps, self.config.learn_temperature)
         specs = dict(policy_spec=self.policy_spec, critic_spec=self.critic_spec)
 
         grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
-            params["critic"], params["target_critic"], params["policy"], normalizer, prior, batch, key_critic,
+            params.critic, params.target_critic, params.policy, normalizer, prior, batch, key_critic,
             objective, discount=hyper.discount, **specs,
         )
         updates, critic_opt = self.optimizer.update(grads, opt_state["critic"])
-        critic = optax.apply_updates(params["critic"], updates)
+        critic = optax.apply_updates(params.critic, updates)
 
         grads, actor_metrics = jax.grad(actor_loss, has_aux=True)(
-            params["policy"], critic, normalizer, prior, batch.obs, key_actor, objective, **specs
+            params.policy, critic, normalizer, prior, batch.obs, key_actor, objective, **specs
         )
         updates, policy_opt = self.optimizer.update(grads, opt_state["policy"])
-        policy = optax.apply_updates(params["policy"], updates)
+        policy = optax.apply_updates(params.policy, updates)
 
-        log_temperature, temperature_opt = params["log_temperature"], opt_state["temperature"]
+        log_temperature, temperature_opt = params.log_temperature, opt_state["temperature"]
         if self.config.learn_temperature:
             grad = jax.grad(temperature_loss)(log_temperature, actor_metrics["log_prob"], hyper.target_entropy)
             updates, temperature_opt = self.optimizer.update(grad, temperature_opt)
             log_temperature = optax.apply_updates(log_temperature, updates)
 
-        params = {
-            "policy": policy,
-            "critic": critic,
-            "target_critic": optax.incremental_update(critic, params["target_critic"], hyper.tau),
-            "log_temperature": log_temperature,
-        }
+        params = Params(critic=critic, log_temperature=log_temperature, policy=policy,
+                        target_critic=optax.incremental_update(critic, params.target_critic, hyper.tau))
         opt_state = {"policy": policy_opt, "critic": critic_opt, "temperature": temperature_opt}
         metrics = {**critic_metrics, **actor_metrics, "temperature": objective.temperature}
         return (params, opt_state), metrics
 
     def iteration(self, state: TrainState) -> tuple[TrainState, dict]:
         """Step every env once, store the transitions, then `updates_per_iteration` gradient updates."""
-        config, hyper = self.config, state.hyper
-        key_act, key_update, key_next = jax.random.split(state.key, 3)
-        action = self._act(state, key_act)
-        next_state, transition, replay = step_and_store(self.env, state.env_state, action, state.replay)
-        env_steps = state.env_steps + config.steps_per_iteration
-
-        step = lambda carry, key: self._gradient_step(  # noqa: E731
-            carry, key, replay=replay, normalizer=state.normalizer, prior=state.prior, hyper=hyper,
+        step = lambda carry, key, replay, env_steps: self._gradient_step(  # noqa: E731
+            carry, key, replay=replay, normalizer=state.normalizer, prior=state.prior, hyper=state.hyper,
             env_steps=env_steps,
         )
-        ready = (env_steps >= config.warmup_steps) & (replay.size >= config.batch_size)
-        (params, opt_state), metrics = learn_when_ready(
-            ready, step, (state.params, state.opt_state),
-            jax.random.split(key_update, config.updates_per_iteration),
+        new_state, metrics, action = off_policy.iteration(
+            state, env=self.env, config=self.config, act=self._act, gradient_step=step,
+            learner=("params", "opt_state"),
         )
-        metrics = {**metrics, **episode_metrics(next_state, transition)}
-        new_state = state.replace(
-            params=params,
-            opt_state=opt_state,
-            replay=replay,
-            env_state=next_state,
-            last_action=action,
-            key=key_next,
-            env_steps=env_steps,
-            iteration=state.iteration + 1,
-        )
-        return new_state, metrics
+        return new_state.replace(last_action=action), metrics
 
     def chunk(self, state: TrainState) -> tuple[TrainState, dict]:
-        return jax.lax.scan(lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_chunk)
+        return common.chunk(self.iteration, state, self.config.iterations_per_chunk)

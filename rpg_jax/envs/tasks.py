@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import jax.numpy as jnp
 from brax import envs as brax_envs
@@ -30,6 +30,9 @@ class Task:
       addon_reward: r_R(next_obs, action) for one transition.
       episode_length: time limit; reaching it is a truncation, not a termination.
       description: the add-on requirement in words.
+      presets: per agent family ("ppo", "sac", "dqn"), settings this task overrides in the family's
+        defaults: "num_envs", "learning_rate", "policy_hidden", "iterations_per_chunk", "steps". Flags
+        override presets (`rpg_jax.settings.resolve`).
     """
 
     name: str
@@ -37,6 +40,7 @@ class Task:
     addon_reward: AddonReward
     episode_length: int
     description: str
+    presets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def _mjx(name: str, **kwargs) -> Callable[[], Env]:

@@ -1,0 +1,158 @@
+"""A run as a pure program, in the spirit of PureJaxRL's `make_train`.
+
+`make_train(run)` checks the settings and builds everything once: env, prior, Objective, agent, `Hyper`. Its
+`train(key, hyper)` then builds the training state and trains every chunk with no disk I/O and no host round
+trip, so it can be jitted and vmapped over keys and `Hyper` grids:
+
+    experiment = rpg_jax.make_train(RunConfig(algo="soft_ppo", steps=100_000))
+    state, metrics = jax.jit(experiment.train)(jax.random.PRNGKey(0))
+    hypers = stack([experiment.hyper_with(learning_rate=lr) for lr in (3e-4, 1e-3)])
+    states, metrics = jax.jit(jax.vmap(experiment.train))(jax.random.split(key, 2), hypers)
+
+`rpg-jax train` and `rpg-jax sweep` run the same agent chunk from their host loops (train.py, sweep.py), which
+add checkpoints, logging and evaluation between chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+from rpg_jax import algorithms, envs, objective as objective_lib, rundir, settings
+from rpg_jax.agents import dqn, ppo, sac
+from rpg_jax.algorithms import Algorithm
+from rpg_jax.errors import UserError
+from rpg_jax.networks import SoftQPolicySpec
+from rpg_jax.prior import Prior
+from rpg_jax.settings import RunConfig
+
+AGENTS = {"ppo": ppo.PPO, "sac": sac.SAC, "dqn": dqn.DQN}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything a run needs, checked and built: resolved settings, env, prior, Objective, agent and Hyper."""
+
+    run: RunConfig
+    algo: Algorithm
+    env: Any
+    prior: Prior | None
+    objective: objective_lib.Objective
+    config: Any
+    hyper: Any
+    agent: Any
+
+    @property
+    def steps_per_chunk(self) -> int:
+        return self.config.steps_per_iteration * self.config.iterations_per_chunk
+
+    @property
+    def num_chunks(self) -> int:
+        """Chunks that cover `run.steps` (rounded up)."""
+        return math.ceil(self.run.steps / self.steps_per_chunk)
+
+    def init(self, key: jax.Array, hyper: Any = None):
+        """The initial TrainState. Pure: vmap it over keys and Hyper grids."""
+        return self.agent.init(key, self.hyper if hyper is None else hyper, self.prior)
+
+    def train(self, key: jax.Array, hyper: Any = None, num_chunks: int | None = None):
+        """Builds the state and trains `num_chunks` chunks (default: the run's budget) in one `lax.scan`.
+
+        Returns the final TrainState and the metrics stacked as (chunk, iteration, ...). No disk I/O.
+        """
+        return jax.lax.scan(lambda state, _: self.agent.chunk(state), self.init(key, hyper), None,
+                            length=num_chunks or self.num_chunks)
+
+    def with_values(self, **values: float) -> tuple[objective_lib.Objective, Any]:
+        """(Objective, Hyper) of this run with other values of ω', α̂, β or the learning rate (a sweep member)."""
+        run = dataclasses.replace(self.run, **values)
+        objective = algorithms.make_objective(self.algo, run, self.prior)
+        return objective, settings.agent_hyper(run, self.algo, objective, self.env)
+
+    def hyper_with(self, **values: float) -> Any:
+        return self.with_values(**values)[1]
+
+    def record(self, run: RunConfig | None = None, objective: objective_lib.Objective | None = None) -> dict:
+        """config.json before training (the policy's description is added when it is saved)."""
+        run, objective = run or self.run, objective or self.objective
+        return {
+            "task": run.task,
+            "algo": run.algo,
+            "run": settings.to_json(run),
+            "objective": objective_values(objective),
+            "agent": dataclasses.asdict(self.config),
+        }
+
+    def summary_head(self, seed: int | None = None, objective: objective_lib.Objective | None = None) -> dict:
+        """The keys summary.json starts with (`rundir.summary_head`), for this run or one sweep member."""
+        run = self.run
+        return dict(task=run.task, algo=run.algo, seed=run.seed if seed is None else seed, prior=run.prior,
+                    objective=objective_values(objective or self.objective))
+
+    def policy(self, params, normalizer, objective: objective_lib.Objective, prior: Prior | None) -> Prior:
+        """The policy a run leaves behind, as a Prior: what is saved, evaluated and reused by later runs.
+
+        Takes one member's (unbatched, host) params, normalizer, objective and prior.
+        """
+        if self.algo.family == "dqn":
+            q_spec = self.agent.q_spec
+            spec = SoftQPolicySpec(q_spec.obs_size, q_spec.num_actions, q_spec.hidden, q_spec.activation,
+                                   temperature=float(objective.temperature),
+                                   prior_weight=float(objective.prior_weight))
+            return Prior(params.q, normalizer, spec, spec.temperature, self.run.task, base=prior)
+        temperature = float(objective.temperature)
+        if self.algo.family == "sac" and self.config.learn_temperature:
+            temperature = float(np.exp(params.log_temperature))
+        return Prior(params.policy, normalizer, self.agent.policy_spec, temperature, self.run.task)
+
+    def act(self, state, obs: jax.Array) -> jax.Array:
+        """The trained policy's deterministic action read straight from a TrainState, its hyperparameters traced
+        (so it vmaps over a sweep's members): the same action as `policy(...).act(obs)`."""
+        if self.algo.family == "dqn":
+            logits = self.agent.logits(state.params.q, state.normalizer, state.prior, state.hyper.objective, obs)
+            return jax.numpy.argmax(logits, axis=-1)
+        return self.agent.policy_spec.distribution(state.params.policy, state.normalizer, obs).mode()
+
+
+def objective_values(objective: objective_lib.Objective) -> dict[str, float]:
+    return {k: float(v) for k, v in dataclasses.asdict(objective).items()}
+
+
+def hyper_values(hyper: Any) -> dict[str, float]:
+    """A Hyper's values other than its Objective, as floats."""
+    return {k: float(v) for k, v in dataclasses.asdict(hyper).items() if k != "objective"}
+
+
+def check_action_space(algo: Algorithm, task: str, env) -> None:
+    discrete = envs.discrete_actions(env)
+    if algo.discrete and discrete is None:
+        raise UserError(f"--algo {algo.name} needs discrete actions; task {task!r} has continuous actions")
+    if not algo.discrete and discrete is not None:
+        raise UserError(
+            f"--algo {algo.name} needs continuous actions; task {task!r} has {discrete} discrete actions "
+            "(use soft_dqn or residual_dqn)"
+        )
+
+
+def make_train(run: RunConfig) -> Experiment:
+    """Checks `run` and builds its Experiment; raises UserError on bad input. Reads the prior, writes nothing."""
+    algo = settings.validate(run)
+    run = settings.resolve(run)
+    env = envs.make(run.task)
+    check_action_space(algo, run.task, env)
+    prior = rundir.load_prior_for_task(run.prior, run.task, env) if run.prior is not None else None
+    objective = algorithms.make_objective(algo, run, prior)
+    config = settings.agent_config(run, algo)
+    hyper = settings.agent_hyper(run, algo, objective, env)
+    prior_spec = prior.spec if prior is not None else None
+    agent = dqn.DQN(env, config) if algo.family == "dqn" else AGENTS[algo.family](env, config, prior_spec=prior_spec)
+    return Experiment(run, algo, env, prior, objective, config, hyper, agent)
+
+
+def stack(trees: list[Any]) -> Any:
+    """Trees of the same structure stacked on a new leading axis (host NumPy): members for `jax.vmap`."""
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
