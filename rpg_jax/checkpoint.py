@@ -152,10 +152,19 @@ def restore_latest(folder: str | os.PathLike, template: Any) -> tuple[int, Any]:
     step = found[-1]
     path = folder / f"{STEP_PREFIX}{step:06d}"
     leaves = _leaves_by_path(template)
-    check_structure(path, read_json(path / MANIFEST) if (path / MANIFEST).exists() else {}, leaves)
+    check_structure(path, _read_manifest(path), leaves)
     flat = restore(path, _stored(leaves))
     restored = [np.asarray(flat.get(f"{i:05d}", x), dtype=x.dtype) for i, (_, x) in enumerate(leaves)]
     return step, jax.tree.unflatten(jax.tree.structure(template), restored)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        return {}  # format 0: written before leaves were listed
+    except json.JSONDecodeError as e:
+        raise UserError(f"checkpoint at {path} is corrupt or incomplete: {MANIFEST}: {e}") from None
 
 
 def check_structure(path: Path, manifest: dict[str, Any], leaves: list[tuple[str, np.ndarray]]) -> None:

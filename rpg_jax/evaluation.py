@@ -55,9 +55,8 @@ def evaluation_key(seed: int) -> chex.PRNGKey:
 
 
 def summarize(returns: dict[str, chex.Array]) -> dict[str, dict[str, float]]:
-    """{name: {mean, std}} over episodes, for the three returns."""
-    return {name: {"mean": float(np.mean(returns[name])), "std": float(np.std(returns[name]))}
-            for name in RETURNS}
+    """{name: {mean, std}} over episodes, for each of `episode_returns`' results (returns, length)."""
+    return {name: {"mean": float(np.mean(v)), "std": float(np.std(v))} for name, v in returns.items()}
 
 
 def evaluate_policy(policy: Prior, task: str, key: chex.PRNGKey, episodes: int) -> dict[str, dict[str, float]]:

@@ -363,21 +363,23 @@ def agent_hyper(run: RunConfig, algo: Algorithm, objective, env):
 
 
 def to_json(run: RunConfig) -> dict[str, Any]:
-    """A run as JSON-ready values (paths absolute): what config.json's "run" holds."""
+    """A run as JSON-ready values (paths absolute), with only its own family's group: what config.json's "run"
+    holds."""
     def ready(x):
         if isinstance(x, dict):
             return {k: ready(v) for k, v in x.items()}
         return str(Path(x).absolute()) if isinstance(x, Path) else x
 
-    return ready(dataclasses.asdict(run))
+    family = algorithms.get(run.algo).family
+    return {k: ready(v) for k, v in dataclasses.asdict(run).items() if k == family or k not in FAMILY_SETTINGS}
 
 
 def from_json(fields: dict[str, Any], cls: type = RunConfig) -> RunConfig:
     """The RunConfig (or subclass) that `to_json` wrote (lists back to tuples); TypeError on unknown fields."""
     fields = dict(fields)
     tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}  # noqa: E731
-    for name, cls in FAMILY_SETTINGS.items():
-        fields[name] = cls(**tuples(fields.get(name, {})))
+    for name, group in FAMILY_SETTINGS.items():
+        fields[name] = group(**tuples(fields.get(name, {})))
     fields = tuples(fields)
     for name in ("prior", "out", "resume"):
         fields[name] = Path(fields[name]) if fields.get(name) else None

@@ -202,9 +202,9 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
 
     With `config.resume` set, continues that sweep directory from its newest checkpoint instead.
     """
-    if config.resume is not None:
-        out = Path(config.resume).absolute()
-        config = resumed_config(config, rundir.read_run(out, SweepConfig, key="sweep"))
+    resuming = config.resume is not None
+    if resuming:
+        config = resumed_config(config, rundir.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep"))
     swept, members = grid(config)
     devices.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     experiment = make_train(members[0].run)
@@ -224,7 +224,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     devices.check_fits(jax.eval_shape(program.init, *init_args), mesh.size, "the sweep's training state")
     primary = jax.process_index() == 0
     out = rundir.create(config.out or rundir.default_path(config.task, config.algo, "sweep"))
-    if primary and config.resume is None:
+    if primary and not resuming:
         rundir.start(out, {"task": config.task, "algo": config.algo, "sweep": settings.to_json(config)})
     try:
         state = program.init(*init_args)
@@ -235,7 +235,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         raise
     compile_s = time.perf_counter() - start
     chunks_done, train_s = 0, 0.0
-    if config.resume is not None:  # the seconds trained before the kill count in wall_s and steps_per_s
+    if resuming:  # the seconds trained before the kill count in wall_s and steps_per_s
         template = {"state": devices.to_host(state), "train_s": np.zeros((), np.float64)}
         chunks_done, saved = rundir.restore_train_state(out, template)
         state, train_s = on_members(saved["state"]), float(saved["train_s"])
@@ -271,7 +271,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
 
     member_rows = []
     for i, (member, objective) in enumerate(zip(members, objectives)):
-        member_eval = evaluation.summarize({k: returns[k][i] for k in RETURNS})
+        member_eval = evaluation.summarize({k: v[i] for k, v in returns.items()})
         member_rows.append({"dir": f"members/{i:03d}", "seed": member.seed, "point": member.point,
                             "eval": member_eval})
         if primary:
@@ -302,7 +302,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         "processes": jax.process_count(),
         "prior": str(Path(config.prior).absolute()) if config.prior else None,
         "resumed_after_chunk": chunks_done or None,
-        "eval": evaluation.summarize({k: returns[k][:len(members)] for k in RETURNS}),
+        "eval": evaluation.summarize({k: v[:len(members)] for k, v in returns.items()}),
     }
     if primary:
         rundir.write_summary(out, summary)

@@ -59,6 +59,7 @@ def initial_state(experiment: Experiment):
 
 def resolved_settings(run: RunConfig) -> dict[str, Any]:
     """What `--print-config` shows: the resolved run, its Objective, the agent's Config and Hyper."""
+    run = dataclasses.replace(run, print_config=False)
     if run.resume is not None:
         run = resumed_config(run, rundir.read_run(Path(run.resume).absolute()))
     experiment = make_train(run)

@@ -4,19 +4,19 @@ import jax
 import pytest
 
 from rpg_jax import cli, train
-from rpg_jax.train import PPOOptions
+from rpg_jax.settings import PPOSettings, RunConfig
 
 # Identical programs (the evaluation scan, the same chunk shape) compile once per session, not once per run.
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
-SMALL = dict(num_envs=32, ppo=PPOOptions(unroll_length=16, num_minibatches=4), iterations_per_chunk=10,
+SMALL = dict(num_envs=32, ppo=PPOSettings(unroll_length=16, num_minibatches=4), iterations_per_chunk=10,
              eval_episodes=8, quiet=True)
 
 
-def small_run(tmp_path, name: str, **overrides) -> train.RunConfig:
+def small_run(tmp_path, name: str, **overrides) -> RunConfig:
     """A RunConfig with small batches, writing to tmp_path/name."""
     fields = {**SMALL, "out": tmp_path / name, **overrides}
-    return train.RunConfig(**fields)
+    return RunConfig(**fields)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,7 +28,7 @@ def compilation_cache(tmp_path_factory):
 def prior_run(tmp_path_factory):
     """A max-ent prior on the fast task (Soft PPO, α = 0.2), trained once per session with the demo's settings."""
     out = tmp_path_factory.mktemp("runs")
-    run = train.RunConfig(algo="soft_ppo", temperature=0.2, steps=400_000, eval_episodes=8, quiet=True,
+    run = RunConfig(algo="soft_ppo", temperature=0.2, steps=400_000, eval_episodes=8, quiet=True,
                           out=out / "prior")
     summary = train.train(run)
     return dataclasses.replace(run, out=out / "prior"), summary

@@ -42,3 +42,24 @@ def test_shape_mismatch_is_refused(tmp_path):
     other = {**TREE, "params": {"w": jnp.zeros((3, 3)), "b": jnp.ones(3)}}
     with pytest.raises(UserError):
         checkpoint.restore(tmp_path / "ck", other)
+
+
+def test_a_snapshot_of_another_structure_is_refused_naming_the_first_differing_path(tmp_path):
+    saved = {"params": {"policy": jnp.arange(3.0), "value": jnp.ones(2)}, "step": jnp.asarray(4)}
+    checkpoint.save_step(tmp_path, 1, saved)
+    step, restored = checkpoint.restore_latest(tmp_path, saved)
+    assert step == 1 and np.array_equal(restored["params"]["policy"], np.arange(3.0))
+
+    renamed = {"params": {"critic": jnp.ones(2), "policy": jnp.arange(3.0)}, "step": jnp.asarray(0)}
+    with pytest.raises(UserError, match=r"does not match this training state at \['params'\]\['critic'\]"):
+        checkpoint.restore_latest(tmp_path, renamed)
+    reshaped = {"params": {"policy": jnp.arange(4.0), "value": jnp.ones(2)}, "step": jnp.asarray(0)}
+    with pytest.raises(UserError, match=r"at \['params'\]\['policy'\]: it holds .*float32\[3\]"):
+        checkpoint.restore_latest(tmp_path, reshaped)
+    extra = {**saved, "zeta": jnp.zeros(1)}
+    with pytest.raises(UserError, match=r"at \['zeta'\]: it holds nothing"):
+        checkpoint.restore_latest(tmp_path, extra)
+    # A snapshot without the leaf list (an older format) is refused rather than filled slot by slot.
+    (tmp_path / "step_000001" / checkpoint.MANIFEST).unlink()
+    with pytest.raises(UserError, match="format version 0"):
+        checkpoint.restore_latest(tmp_path, saved)

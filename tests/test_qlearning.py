@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rpg_jax import envs, normalization, objective, tabular
+from rpg_jax import make_train, normalization, objective, tabular
 from rpg_jax.agents import dqn, sac
+from rpg_jax.settings import RunConfig, SACSettings
 from rpg_jax.networks import CriticSpec, DiscreteQSpec, PolicySpec
 from rpg_jax.prior import Prior
 
@@ -68,11 +69,12 @@ def test_actor_gradient_flows_through_the_action_into_the_prior():
 
 def test_zero_prior_weight_is_plain_sac():
     """With ω' = 0 a prior in the state changes nothing: same losses, same parameters after training."""
-    env = envs.make("mountaincar")
-    config = sac.Config(num_envs=4, batch_size=16, replay_capacity=256, updates_per_iteration=2, warmup_steps=8,
-                        policy_hidden=(8,), critic_hidden=(8,), iterations_per_chunk=6)
-    agent = sac.SAC(env, config)
-    hyper = sac.Hyper(objective=objective.residual(0.0, 0.1))
+    experiment = make_train(RunConfig(
+        task="mountaincar", algo="sac", num_envs=4, policy_hidden=(8,), iterations_per_chunk=6, steps=24,
+        sac=SACSettings(batch_size=16, replay_capacity=256, updates_per_iteration=2, warmup_steps=8,
+                        critic_hidden=(8,))))
+    agent = experiment.agent
+    hyper = experiment.hyper.replace(objective=objective.residual(0.0, 0.1))
     prior_spec = PolicySpec(2, 1, (8,), "relu")
     prior = Prior(prior_spec.init(jax.random.PRNGKey(9)), normalization.init(2), prior_spec, 0.1, "mountaincar")
     with_prior, _ = jax.jit(agent.chunk)(agent.init(jax.random.PRNGKey(0), hyper, prior))
@@ -83,8 +85,8 @@ def test_zero_prior_weight_is_plain_sac():
     # and a non-zero weight does change the result
     moved, _ = jax.jit(agent.chunk)(agent.init(jax.random.PRNGKey(0), hyper.replace(
         objective=objective.residual(1.0, 0.1)), prior))
-    diffs = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(moved.params["policy"]),
-                                                           jax.tree.leaves(without.params["policy"]))]
+    diffs = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(moved.params.policy),
+                                                           jax.tree.leaves(without.params.policy))]
     assert max(diffs) > 1e-6
 
 

@@ -14,9 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, health, train
-from rpg_jax.agents import ppo
+from rpg_jax import checkpoint, health, make_train, rundir, train
+from rpg_jax.agents import dqn, ppo
 from rpg_jax.normalization import init as init_normalizer
+
+from rpg_jax.settings import RunConfig
 
 from conftest import run_cli, small_run
 
@@ -27,7 +29,7 @@ DQN_FLAGS = ["--task", "cartpole", "--algo", "soft_dqn", "--iterations-per-chunk
 
 def policy_arrays(run_dir):
     """The trained policy's parameters and normalizer, as a run directory stores them for later use."""
-    _, policy = train.load_run_policy(run_dir)
+    _, policy = rundir.load_run_policy(run_dir)
     return jax.tree.leaves((policy.params, policy.normalizer))
 
 
@@ -46,14 +48,14 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path, ca
          "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 240
-    while not any(s >= 3 for s in checkpoint.steps(killed / train.TRAIN_STATE_CHECKPOINTS)):
+    while not any(s >= 3 for s in checkpoint.steps(killed / rundir.TRAIN_STATE)):
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline, "no checkpoint written in time"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "summary.json").exists()
-    saved = checkpoint.steps(killed / train.TRAIN_STATE_CHECKPOINTS)
+    saved = checkpoint.steps(killed / rundir.TRAIN_STATE)
     assert 3 <= saved[-1] < 60, saved
 
     code, _ = run_cli(capsys, "train", "--resume", str(killed))
@@ -73,10 +75,10 @@ def test_extending_an_mjx_run_equals_training_it_whole(tmp_path):
     """The whole MJX training state (env, optimizer, normalizer, key) round-trips bit for bit."""
     short = small_run(tmp_path, "short", algo="soft_ppo", steps=2 * 5120, checkpoint_every=1)
     train.train(short)
-    train.train(train.RunConfig(resume=short.out, steps=4 * 5120, quiet=True))
+    train.train(RunConfig(resume=short.out, steps=4 * 5120, quiet=True))
     train.train(small_run(tmp_path, "whole", algo="soft_ppo", steps=4 * 5120))
     assert_same_arrays(policy_arrays(tmp_path / "short"), policy_arrays(tmp_path / "whole"))
-    assert checkpoint.steps(short.out / train.TRAIN_STATE_CHECKPOINTS) == [3, 4]  # the two newest
+    assert checkpoint.steps(short.out / rundir.TRAIN_STATE) == [3, 4]  # the two newest
 
 
 def test_nan_in_the_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
@@ -101,13 +103,12 @@ def test_nan_in_the_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert summary["failure"]["chunk"] == 3 and summary["failure"]["quantity"] == "policy_loss"
-    assert checkpoint.steps(out / train.TRAIN_STATE_CHECKPOINTS) == [1, 2]
+    assert checkpoint.steps(out / rundir.TRAIN_STATE) == [1, 2]
     assert not (out / "checkpoints" / "policy").exists()
 
     monkeypatch.setattr(ppo, "ppo_loss", real_loss)  # the last good state is usable: resume without poison
-    template = {"state": train.initial_state(train.prepare(train.run_from_record(
-        json.loads((out / "config.json").read_text()), out))), "train_s": np.zeros((), np.float64)}
-    chunk, restored = checkpoint.restore_latest(out / train.TRAIN_STATE_CHECKPOINTS, template)
+    template = {"state": train.initial_state(make_train(rundir.read_run(out))), "train_s": np.zeros((), np.float64)}
+    chunk, restored = rundir.restore_train_state(out, template)
     assert chunk == 2 and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["state"].params))
 
 
@@ -119,7 +120,7 @@ def test_non_finite_parameters_and_observations_are_named():
     with pytest.raises(health.NonFiniteError, match=r"non-finite parameters \(policy\) in chunk 7"):
         health.check(metrics, 7)
     state = type("S", (), {})()
-    state.params = {"q": {"w": jnp.array([1.0, jnp.inf])}}
+    state.params = dqn.Params(q={"w": jnp.array([1.0, jnp.inf])}, target_q={"w": jnp.zeros(2)})
     state.env_state = type("E", (), {"obs": jnp.zeros(3)})()
     state.normalizer = init_normalizer(3)
     flags = health.finite_flags(state)
@@ -130,7 +131,7 @@ def test_truncated_training_checkpoint_is_refused_on_resume(tmp_path, capsys):
     out = tmp_path / "run"
     code, _ = run_cli(capsys, "train", *DQN_FLAGS, "--steps", "800", "--out", str(out))
     assert code == 0
-    for f in (out / train.TRAIN_STATE_CHECKPOINTS).rglob("*"):
+    for f in (out / rundir.TRAIN_STATE).rglob("*"):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     code, captured = run_cli(capsys, "train", "--resume", str(out))

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import prior as prior_lib, train
+from rpg_jax import prior as prior_lib, rundir, train
+from rpg_jax.settings import PPOSettings, RunConfig
 from rpg_jax.errors import UserError
 
 from conftest import small_run
@@ -23,7 +24,7 @@ def test_prior_balances(prior_run):
 
 def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp_path):
     prior_config, prior_summary = prior_run
-    run = train.RunConfig(
+    run = RunConfig(
         algo="residual_ppo", prior=prior_config.out, steps=400_000, eval_episodes=8, quiet=True,
         out=tmp_path / "residual",
     )
@@ -61,27 +62,27 @@ def test_run_directory_round_trips_as_a_prior(prior_run):
     again = train.evaluate_run(prior_config.out, episodes=8)
     for name in ("basic_return", "addon_return"):
         assert again[name]["mean"] == pytest.approx(summary["eval"][name]["mean"], rel=1e-4, abs=1e-3)
-    prior = prior_lib.load(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
+    prior = rundir.load_prior(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
     assert prior.temperature == pytest.approx(0.2)
-    assert prior.spec.hidden == train.FAMILY_DEFAULTS["ppo"]["policy_hidden"]
+    assert prior.spec.hidden == PPOSettings.shared.policy_hidden
     assert float(prior.normalizer.count) > 0
 
 
 def test_prior_with_wrong_action_size_is_refused(prior_run):
     prior_config, _ = prior_run
     with pytest.raises(UserError, match=r"continuous actions of size 1, but task 'halfcheetah' has continuous actions of size 6"):
-        prior_lib.load(prior_config.out, task="halfcheetah", obs_size=17, action_size=6)
+        rundir.load_prior(prior_config.out, task="halfcheetah", obs_size=17, action_size=6)
 
 
 def test_prior_of_another_task_is_refused(prior_run):
     prior_config, _ = prior_run
     with pytest.raises(UserError, match="trained on task 'inverted_pendulum', not 'other'"):
-        prior_lib.load(prior_config.out, task="other", obs_size=4, action_size=1)
+        rundir.load_prior(prior_config.out, task="other", obs_size=4, action_size=1)
 
 
 def test_prior_log_prob_is_clipped_and_frozen(prior_run):
     prior_config, _ = prior_run
-    prior = prior_lib.load(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
+    prior = rundir.load_prior(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
     obs = jnp.zeros((1, 4))
     assert float(prior.log_prob_pre_tanh(obs, jnp.full((1, 1), 50.0))[0]) == prior_lib.LOG_PROB_MIN
     grads = jax.grad(lambda p: prior.replace(params=p).log_prob(obs, jnp.full((1, 1), 0.1)).sum())(prior.params)

@@ -3,36 +3,38 @@ simulated devices and over two processes changes nothing, and bad grids fail ear
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, cli, devices, envs, prior as prior_lib, sweep, train
+from rpg_jax import checkpoint, cli, devices, rundir, sweep, train
+from rpg_jax.settings import DQNSettings, PPOSettings, RunConfig, SACSettings
 from rpg_jax.errors import UserError
+
+from conftest import run_cli
 
 HELPERS = Path(__file__).parent / "helpers"
 
 # Tiny budgets per family: what matters is that the same keys give the same parameters.
 TINY = {
     "soft_dqn": dict(task="cartpole", steps=1000, iterations_per_chunk=50,
-                     dqn=train.DQNOptions(warmup_steps=200, batch_size=32, replay_capacity=2000)),
+                     dqn=DQNSettings(warmup_steps=200, batch_size=32, replay_capacity=2000)),
     "sac": dict(task="mountaincar", steps=640, iterations_per_chunk=20, policy_hidden=(16, 16),
-                sac=train.SACOptions(warmup_steps=320, batch_size=32, replay_capacity=1000, critic_hidden=(16, 16))),
+                sac=SACSettings(warmup_steps=320, batch_size=32, replay_capacity=1000, critic_hidden=(16, 16))),
     "soft_ppo": dict(task="mountaincar", steps=256, num_envs=8, iterations_per_chunk=2,
-                     ppo=train.PPOOptions(unroll_length=8, num_minibatches=2, value_hidden=(16, 16))),
+                     ppo=PPOSettings(unroll_length=8, num_minibatches=2, value_hidden=(16, 16))),
 }
 
 
 def policy_params(run_dir: Path):
-    config = checkpoint.read_json(run_dir / prior_lib.CONFIG_FILE)
-    env = envs.make(config["task"])
-    return prior_lib.load(run_dir, task=config["task"], obs_size=env.observation_size,
-                          action_size=env.action_size, discrete_actions=envs.discrete_actions(env)).params
+    return rundir.load_run_policy(run_dir)[1].params
 
 
 def max_difference(a, b) -> float:
@@ -46,7 +48,7 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(tmp_path, algo):
     summary = sweep.sweep(sweep.SweepConfig(temperature="0.1,0.5", seeds=2, out=tmp_path / "sweep", **common))
     member = summary["members"][3]
     assert (member["seed"], member["point"]) == (1, {"temperature": 0.5})
-    alone = train.train(train.RunConfig(temperature=0.5, seed=1, out=tmp_path / "alone", **common))
+    alone = train.train(RunConfig(temperature=0.5, seed=1, out=tmp_path / "alone", **common))
 
     difference = max_difference(policy_params(tmp_path / "sweep" / member["dir"]), policy_params(tmp_path / "alone"))
     assert difference < 1e-5
@@ -61,9 +63,9 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(tmp_path, algo):
 def tiny_priors(tmp_path_factory):
     """Barely trained priors: grid equality needs only a prior with a temperature, not a good one."""
     out = tmp_path_factory.mktemp("priors")
-    train.train(train.RunConfig(algo="soft_ppo", temperature=0.2, eval_episodes=2, quiet=True,
+    train.train(RunConfig(algo="soft_ppo", temperature=0.2, eval_episodes=2, quiet=True,
                                 out=out / "ppo", **TINY["soft_ppo"]))
-    train.train(train.RunConfig(algo="soft_dqn", temperature=0.5, eval_episodes=2, quiet=True,
+    train.train(RunConfig(algo="soft_dqn", temperature=0.5, eval_episodes=2, quiet=True,
                                 out=out / "dqn", **TINY["soft_dqn"]))
     return {"residual_ppo": out / "ppo", "residual_dqn": out / "dqn"}
 
@@ -75,7 +77,7 @@ def test_grid_over_prior_weight_equals_separate_runs(tmp_path, tiny_priors, algo
     for index, weight in enumerate((0.05, 0.3)):
         member = summary["members"][index]
         assert member["point"] == {"prior_weight": weight}
-        train.train(train.RunConfig(prior_weight=weight, out=tmp_path / f"w{weight}", **common))
+        train.train(RunConfig(prior_weight=weight, out=tmp_path / f"w{weight}", **common))
         swept, alone = tmp_path / "sweep" / member["dir"], tmp_path / f"w{weight}"
         assert max_difference(policy_params(swept), policy_params(alone)) < 1e-5
         objective = checkpoint.read_json(tmp_path / "sweep" / member["dir"] / "config.json")["objective"]
@@ -223,3 +225,44 @@ def test_two_processes_on_loopback_train_the_same_members_as_one(tmp_path):
     for member in two["members"]:
         assert max_difference(policy_params(tmp_path / "two" / member["dir"]),
                               policy_params(tmp_path / "one" / member["dir"])) < 1e-6
+
+
+def test_killed_sweep_resumes_to_exactly_the_uninterrupted_parameters(tmp_path, capsys):
+    flags = ["sweep", "--task", "cartpole", "--algo", "soft_dqn", "--temperature", "0.1,1", "--seeds", "2",
+             "--steps", str(40 * 400), "--iterations-per-chunk", "50", "--dqn.warmup-steps", "200",
+             "--dqn.replay-capacity", "2000", "--dqn.q-hidden", "16", "16", "--eval-episodes", "2", "--quiet",
+             "--checkpoint-every", "1", "--devices", "1"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "rpg_jax.cli", *flags, "--out", str(killed)],
+                            env=_subprocess_env(RPG_JAX_CACHE=str(tmp_path / "xla"),
+                                                XLA_FLAGS="--xla_force_host_platform_device_count=1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not any(s >= 3 for s in rundir.saved_train_states(killed)):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint written in time"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = rundir.saved_train_states(killed)
+    assert not (killed / "summary.json").exists() and 3 <= saved[-1] < 40, saved
+
+    code, captured = run_cli(capsys, "sweep", "--resume", str(killed))
+    assert code == 0, captured.err
+    summary = checkpoint.read_json(killed / "summary.json")
+    assert summary["resumed_after_chunk"] == saved[-1]
+    records = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["chunk"] for r in records] == [c for c in range(1, 41) for _ in range(4)]  # none twice
+
+    whole = tmp_path / "whole"
+    code, captured = run_cli(capsys, *flags, "--out", str(whole))
+    assert code == 0, captured.err
+    for member in summary["members"]:
+        a = jax.tree.leaves(rundir.load_run_policy(killed / member["dir"])[1].params)
+        b = jax.tree.leaves(rundir.load_run_policy(whole / member["dir"])[1].params)
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    # Members write the summary a single run writes: the same keys.
+    single = {"task", "algo", "seeds", "objective", "prior", "status", "env_steps", "wall_s", "compile_s",
+              "steps_per_s", "resumed_after_chunk", "eval"}
+    assert set(checkpoint.read_json(whole / "members" / "000" / "summary.json")) == single

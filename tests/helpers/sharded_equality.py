@@ -13,16 +13,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rpg_jax import checkpoint, prior as prior_lib, sweep, train
+from rpg_jax import checkpoint, rundir, sweep, train
+from rpg_jax.settings import PPOSettings, RunConfig
 
 out = Path(sys.argv[1])
 small = dict(task="mountaincar", algo="soft_ppo", steps=256, num_envs=8, iterations_per_chunk=2,
-             ppo=train.PPOOptions(unroll_length=8, num_minibatches=2), eval_episodes=2, quiet=True)
+             ppo=PPOSettings(unroll_length=8, num_minibatches=2), eval_episodes=2, quiet=True)
 
 
 def policy(run_dir):
-    config = checkpoint.read_json(run_dir / prior_lib.CONFIG_FILE)
-    return prior_lib.load(run_dir, task=config["task"], obs_size=2, action_size=1).params
+    return rundir.load_run_policy(run_dir)[1].params
 
 
 def max_difference(a, b):
@@ -40,7 +40,7 @@ summary = checkpoint.read_json(out / "sweep4/summary.json")
 results["sweep_devices"] = summary["devices"]
 results["sweep_members"] = len(summary["members"])
 for shard in (False, True):
-    train.train(train.RunConfig(temperature=0.3, shard_envs=shard, out=out / f"run{int(shard)}", **small))
+    train.train(RunConfig(temperature=0.3, shard_envs=shard, out=out / f"run{int(shard)}", **small))
 results["shard_envs"] = max_difference(policy(out / "run0"), policy(out / "run1"))
 results["param_scale"] = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(policy(out / "run0")))
 print(json.dumps(results))

@@ -1,0 +1,196 @@
+"""One source of truth: the settings classes are the only defaults, the CLI resolves to exactly what Python gets,
+task presets sit under flags, and a flag an algorithm ignores is refused for every algorithm."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from rpg_jax import algorithms, envs, make_train, normalization, rundir, settings, stack, train
+from rpg_jax.agents import dqn, ppo, sac
+from rpg_jax.errors import UserError
+from rpg_jax.networks import PolicySpec, SoftQPolicySpec
+from rpg_jax.prior import Prior
+from rpg_jax.settings import DQNSettings, RunConfig
+
+from conftest import run_cli
+
+TASK = {"ppo": "mountaincar", "sac": "mountaincar", "dqn": "cartpole"}
+
+
+@pytest.fixture(scope="module")
+def untrained_priors(tmp_path_factory):
+    """Run directories holding untrained policies with α = 0.2: all a prior needs to be accepted."""
+    out = tmp_path_factory.mktemp("priors")
+    specs = {"mountaincar": PolicySpec(2, 1, (8,), "tanh"),
+             "cartpole": SoftQPolicySpec(4, 2, (8,), "relu", temperature=0.2, prior_weight=0.0)}
+    for task, spec in specs.items():
+        prior = Prior(spec.init(jax.random.PRNGKey(0)), normalization.init(spec.obs_size), spec, 0.2, task)
+        rundir.save_policy(rundir.create(out / task), {"task": task}, prior)
+    return out
+
+
+def default_run(algo: str, priors: Path, **fields) -> RunConfig:
+    family = algorithms.get(algo).family
+    prior = priors / TASK[family] if algorithms.get(algo).needs_prior else None
+    return RunConfig(task=TASK[family], algo=algo, prior=prior, **fields)
+
+
+def cli_flags(run: RunConfig) -> list[str]:
+    return ["--task", run.task, "--algo", run.algo, *(["--prior", str(run.prior)] if run.prior else [])]
+
+
+@pytest.mark.parametrize("algo", list(algorithms.ALGORITHMS))
+def test_library_defaults_equal_cli_defaults(algo, untrained_priors, capsys):
+    run = default_run(algo, untrained_priors)
+    code, captured = run_cli(capsys, "train", *cli_flags(run), "--print-config")
+    assert code == 0, captured.err
+    from_cli = json.loads(captured.out)
+    from_python = json.loads(json.dumps(train.resolved_settings(run), default=str))
+    assert from_cli == from_python
+    # What Python's make_train builds is what the CLI printed, field by field.
+    experiment = make_train(run)
+    assert from_cli["agent"] == json.loads(json.dumps(dataclasses.asdict(experiment.config)))
+    family = experiment.algo.family
+    assert from_cli["run"][family] == json.loads(json.dumps(dataclasses.asdict(getattr(experiment.run, family))))
+    assert not (Path.cwd() / "runs").exists()  # --print-config trains and writes nothing
+
+
+def test_agent_configs_have_no_defaults_of_their_own():
+    """A second set of defaults could drift from the settings classes: the agents have none to drift."""
+    for cls in (ppo.Config, ppo.Hyper, sac.Config, sac.Hyper, dqn.Config, dqn.Hyper):
+        with pytest.raises(TypeError):
+            cls()
+
+
+def test_resolved_defaults_by_hand(untrained_priors):
+    """The documented defaults, written out independently of the settings classes."""
+    expected = {
+        "soft_ppo": dict(num_envs=64, learning_rate=1e-3, policy_hidden=(32, 32), iterations_per_chunk=20,
+                         temperature=0.2),
+        "residual_ppo": dict(num_envs=64, learning_rate=1e-3, policy_hidden=None, iterations_per_chunk=20),
+        "sac": dict(num_envs=16, learning_rate=3e-4, policy_hidden=(64, 64), iterations_per_chunk=250,
+                    temperature=0.1),
+        "soft_dqn": dict(num_envs=8, learning_rate=1e-3, policy_hidden=None, iterations_per_chunk=500,
+                         temperature=0.1),
+    }
+    for algo, values in expected.items():
+        resolved = settings.resolve(default_run(algo, untrained_priors))
+        assert {k: getattr(resolved, k) for k in values} == values and resolved.steps == 300_000
+    assert settings.resolve(default_run("ppo", untrained_priors)).ppo.entropy_cost == 1e-3
+    assert settings.resolve(default_run("soft_ppo", untrained_priors)).ppo.entropy_cost == 0.0
+    assert settings.resolve(default_run("residual_ppo", untrained_priors)).ppo.critic_warmup_steps == 20_480
+    residual = settings.resolve(default_run("residual_dqn", untrained_priors)).dqn
+    assert (residual.epsilon_start, residual.epsilon_end) == (0.1, 0.01)
+    soft = settings.resolve(default_run("soft_dqn", untrained_priors)).dqn
+    assert (soft.epsilon_start, soft.epsilon_end) == (1.0, 0.04)
+    objective = make_train(default_run("residual_sac", untrained_priors)).objective
+    assert (float(objective.prior_weight), float(objective.temperature)) == pytest.approx((0.2, 0.2))
+
+
+def test_task_presets_sit_between_family_defaults_and_flags(monkeypatch, capsys):
+    task = envs.TASKS["cartpole"]
+    monkeypatch.setitem(envs.TASKS, "cartpole", dataclasses.replace(
+        task, presets={"dqn": {"num_envs": 4, "steps": 8_000, "learning_rate": 5e-4}}))
+    resolved = settings.resolve(RunConfig(task="cartpole", algo="soft_dqn"))
+    assert (resolved.num_envs, resolved.steps, resolved.learning_rate) == (4, 8_000, 5e-4)
+    assert resolved.iterations_per_chunk == DQNSettings.shared.iterations_per_chunk  # not in the preset
+    flagged = settings.resolve(RunConfig(task="cartpole", algo="soft_dqn", num_envs=16))
+    assert (flagged.num_envs, flagged.steps) == (16, 8_000)
+    code, captured = run_cli(capsys, "train", "--task", "cartpole", "--algo", "soft_dqn", "--lr", "2e-3",
+                             "--print-config")
+    printed = json.loads(captured.out)
+    assert code == 0 and printed["run"]["num_envs"] == 4 and printed["run"]["learning_rate"] == 2e-3
+    assert printed["agent"]["num_envs"] == 4 and printed["hyper"]["learning_rate"] == pytest.approx(2e-3)
+    # A preset for another family changes nothing here.
+    assert settings.resolve(RunConfig(task="cartpole", algo="soft_dqn")) == resolved
+
+
+def changed_value(value):
+    """A value unlike `value` of the same kind (None stands for an unset number or path)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 3
+    if isinstance(value, tuple):
+        return (7,)
+    if isinstance(value, Path) or value is None:
+        return 3
+    raise TypeError(value)
+
+
+def every_setting():
+    """(name, RunConfig with that one setting changed), for every top-level and group setting."""
+    skip = {"task", "algo", "prior", "out", "resume", "print_config"}  # paths and the selectors themselves
+    default = RunConfig()
+    for field in dataclasses.fields(RunConfig):
+        if field.name in settings.FAMILY_SETTINGS:
+            group = getattr(default, field.name)
+            for f in dataclasses.fields(group):
+                changed = dataclasses.replace(group, **{f.name: changed_value(getattr(group, f.name))})
+                yield f"{field.name}.{f.name}", {field.name: changed}
+        elif field.name == "policy_hidden":
+            yield field.name, {field.name: (7,)}
+        elif field.name not in skip:
+            yield field.name, {field.name: changed_value(getattr(default, field.name))}
+    yield "prior", {"prior": Path("/some/prior")}
+
+
+@pytest.mark.parametrize("algo", list(algorithms.ALGORITHMS))
+def test_every_ignored_flag_is_refused(algo):
+    family = algorithms.get(algo).family
+    refused = []
+    for name, change in every_setting():
+        run = dataclasses.replace(RunConfig(task=TASK[family], algo=algo), **change)
+        try:
+            settings.validate(run)
+        except UserError as e:
+            if "has no effect" in str(e) or "count it twice" in str(e):
+                assert settings.as_flag(name) in str(e), (name, str(e))
+                refused.append(name)
+    expected = [name for name, _ in every_setting() if not algorithms.get(algo).reads_setting(name)]
+    assert refused == expected
+    assert refused  # every algorithm ignores some settings (another family's group at least)
+
+
+def test_ignored_flags_on_the_command_line(capsys, tmp_path):
+    cases = [
+        (["train", "--task", "cartpole", "--algo", "soft_dqn", "--prior-weight", "0.7"],
+         "--prior-weight has no effect on --algo soft_dqn; it is read by: residual_ppo, residual_sac, residual_dqn"),
+        (["train", "--task", "cartpole", "--algo", "soft_dqn", "--policy-hidden", "8", "8"],
+         "--policy-hidden has no effect on --algo soft_dqn"),
+        (["train", "--algo", "soft_ppo", "--sac.batch-size", "64"], "--sac.batch-size has no effect"),
+        (["train", "--algo", "sac", "--task", "mountaincar", "--beta", "1"], "--beta has no effect on --algo sac"),
+        (["sweep", "--task", "cartpole", "--algo", "soft_dqn", "--ppo.unroll-length", "8"],
+         "--ppo.unroll-length has no effect on --algo soft_dqn"),
+    ]
+    for argv, message in cases:
+        code, captured = run_cli(capsys, *argv, "--out", str(tmp_path / "x"))
+        assert code == 2 and message in captured.err and "Traceback" not in captured.err, (argv, captured.err)
+    assert not (tmp_path / "x").exists()
+
+
+TINY_DQN = dict(task="cartpole", algo="soft_dqn", steps=800, iterations_per_chunk=50, eval_episodes=2, quiet=True,
+                dqn=DQNSettings(warmup_steps=200, batch_size=32, replay_capacity=2000, q_hidden=(16, 16)))
+
+
+def test_make_train_is_pure_and_vmaps_over_keys_and_hyper_grids(tmp_path):
+    experiment = make_train(RunConfig(**TINY_DQN))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    hypers = stack([experiment.hyper_with(learning_rate=lr) for lr in (1e-3, 3e-3)])
+    states, metrics = jax.jit(jax.vmap(experiment.train))(keys, hypers)
+    assert metrics["q_loss"].shape[:2] == (2, experiment.num_chunks)
+    for i, lr in enumerate((1e-3, 3e-3)):
+        alone, _ = jax.jit(experiment.train)(keys[i], experiment.hyper_with(learning_rate=lr))
+        for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(jax.tree.map(lambda x: x[i], states.params))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The same program as `rpg-jax train` runs chunk by chunk from its host loop.
+    train.train(RunConfig(**TINY_DQN, seed=3, out=tmp_path / "run"))
+    state, _ = jax.jit(experiment.train)(jax.random.PRNGKey(3))
+    stored = rundir.load_run_policy(tmp_path / "run")[1].params
+    for a, b in zip(jax.tree.leaves(stored), jax.tree.leaves(state.params.q)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(jax.tree.leaves(states.params.q)[0][0], jax.tree.leaves(states.params.q)[0][1])
