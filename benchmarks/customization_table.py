@@ -31,7 +31,8 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
-from rpg_jax import sweep, train  # noqa: E402
+from rpg_jax import algorithms, sweep, train  # noqa: E402
+from rpg_jax.settings import RunConfig  # noqa: E402
 from rpg_jax.plotting import save_return_bars  # noqa: E402
 
 
@@ -93,7 +94,7 @@ RECIPES = {
 
 
 def train_prior(recipe: Recipe, task: str, steps: int, out: Path, episodes: int) -> dict:
-    run = train.RunConfig(task=task, algo=recipe.prior.algo, steps=steps, out=out / "prior", quiet=True,
+    run = RunConfig(task=task, algo=recipe.prior.algo, steps=steps, out=out / "prior", quiet=True,
                           eval_episodes=episodes, **recipe.common, **recipe.prior.flags)
     start = time.perf_counter()
     summary = train.train(run)
@@ -104,7 +105,7 @@ def train_prior(recipe: Recipe, task: str, steps: int, out: Path, episodes: int)
 def customize(method: Method, task: str, recipe: Recipe, prior: Path, steps: int, seeds: int, out: Path,
               episodes: int) -> dict:
     flags = {"steps": steps, **recipe.common, **method.flags}
-    needs_prior = train.ALGORITHMS[method.algo].needs_prior
+    needs_prior = algorithms.get(method.algo).needs_prior
     config = sweep.SweepConfig(task=task, algo=method.algo, prior=prior if needs_prior else None, seeds=seeds,
                                out=out / method.algo / _slug(method.label), quiet=True,
                                eval_episodes=episodes, tensorboard=False, **flags)

@@ -20,17 +20,20 @@ benchmarks/results/ppo_throughput_<device>.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import statistics
 import time
 
 import jax
+import jax.numpy as jnp
 
 from common import device_name, restore_device_put_replicated, steady, time_chunks, write_results
-from rpg_jax import envs, normalization, objective
+from rpg_jax import envs, make_train, normalization, objective
 from rpg_jax.agents import ppo
 from rpg_jax.networks import PolicySpec
 from rpg_jax.prior import Prior
+from rpg_jax.settings import PPOSettings, RunConfig
 
 def bench_env_only(task: str, num_envs: int, unroll_length: int, repeats: int) -> dict:
     env = envs.make(task)
@@ -55,17 +58,17 @@ def bench_env_only(task: str, num_envs: int, unroll_length: int, repeats: int) -
     return {"compile_s": compile_s, "steps_per_s": num_envs * unroll_length / statistics.median(times)}
 
 
-def bench_ours(task: str, config: ppo.Config, chunks: int, residual: bool) -> dict:
-    env = envs.make(task)
-    prior = None
-    obj = objective.ppo()
+def bench_ours(run: RunConfig, chunks: int, residual: bool) -> dict:
+    """Our PPO as `rpg-jax train --algo ppo` builds it; Residual PPO from an untrained prior of the same shape."""
+    experiment = make_train(run)
+    env, config, hyper, prior = experiment.env, experiment.config, experiment.hyper, None
     if residual:
         spec = PolicySpec(env.observation_size, env.action_size, config.policy_hidden, config.activation)
-        prior = Prior(spec.init(jax.random.PRNGKey(7)), normalization.init(env.observation_size), spec, 0.05, task)
-        obj = objective.residual(0.05, 0.05)
-        config = ppo.Config(**{**config.__dict__, "init_from_prior": True})
+        prior = Prior(spec.init(jax.random.PRNGKey(7)), normalization.init(env.observation_size), spec, 0.05,
+                      run.task)
+        hyper = hyper.replace(objective=objective.residual(0.05, 0.05), entropy_cost=jnp.float32(0.0))
+        config = dataclasses.replace(config, init_from_prior=True)
     agent = ppo.PPO(env, config, prior_spec=prior.spec if prior else None)
-    hyper = ppo.Hyper(objective=obj, entropy_cost=0.0 if residual else 1e-3)
     state = jax.jit(agent.init)(jax.random.PRNGKey(0), hyper, prior)
     return time_chunks(agent, state, chunks, config.steps_per_iteration * config.iterations_per_chunk)
 
@@ -134,21 +137,19 @@ def main() -> None:
     parser.add_argument("--skip-brax", action="store_true")
     args = parser.parse_args()
 
-    config = ppo.Config(
-        num_envs=args.num_envs,
-        unroll_length=args.unroll_length,
-        num_minibatches=args.num_minibatches,
-        update_epochs=args.update_epochs,
-        policy_hidden=tuple(args.policy_hidden),
-        value_hidden=tuple(args.value_hidden),
-        iterations_per_chunk=args.iterations_per_chunk,
+    run = RunConfig(
+        task=args.task, algo="ppo", num_envs=args.num_envs, policy_hidden=tuple(args.policy_hidden),
+        iterations_per_chunk=args.iterations_per_chunk, quiet=True,
+        ppo=PPOSettings(unroll_length=args.unroll_length, num_minibatches=args.num_minibatches,
+                        update_epochs=args.update_epochs, value_hidden=tuple(args.value_hidden)),
     )
+    config = make_train(run).config
     rows = {"env_only": bench_env_only(args.task, args.num_envs, args.unroll_length, 10 * args.chunks)}
-    before = bench_ours(args.task, config, args.chunks, residual=False)
-    rows["rpg_jax_residual_ppo"] = bench_ours(args.task, config, args.chunks, residual=True)
+    before = bench_ours(run, args.chunks, residual=False)
+    rows["rpg_jax_residual_ppo"] = bench_ours(run, args.chunks, residual=True)
     if not args.skip_brax:
         rows["brax_ppo"] = bench_brax(args.task, config, args.chunks)
-    after = bench_ours(args.task, config, args.chunks, residual=False)
+    after = bench_ours(run, args.chunks, residual=False)
     rows["rpg_jax_ppo"] = {
         "compile_s": before["compile_s"],
         "steps_per_s": (before["steps_per_s"] + after["steps_per_s"]) / 2,

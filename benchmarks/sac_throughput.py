@@ -15,18 +15,18 @@ import argparse
 import functools
 
 import jax
-import jax.numpy as jnp
 
 from common import device_name, restore_device_put_replicated, steady, time_chunks, write_results
-from rpg_jax import envs, objective
+from rpg_jax import envs, make_train
 from rpg_jax.agents import sac
+from rpg_jax.settings import RunConfig, SACSettings
 
 
-def bench_ours(task: str, config: sac.Config, chunks: int) -> dict:
-    env = envs.make(task)
-    agent = sac.SAC(env, config)
-    hyper = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), sac.Hyper(objective=objective.soft(0.1)))
-    state = jax.jit(agent.init)(jax.random.PRNGKey(0), hyper, None)
+def bench_ours(run: RunConfig, chunks: int) -> dict:
+    """Our SAC as `rpg-jax train --algo sac` builds it."""
+    experiment = make_train(run)
+    agent, config = experiment.agent, experiment.config
+    state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
     # The first chunk only fills the replay past the warmup, so every timed chunk learns.
     return time_chunks(agent, state, chunks, config.num_envs * config.iterations_per_chunk, untimed=1)
 
@@ -76,16 +76,18 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=4)
     args = parser.parse_args()
 
-    config = sac.Config(
-        num_envs=args.num_envs, batch_size=args.batch_size, replay_capacity=100_000,
-        updates_per_iteration=args.updates, warmup_steps=args.num_envs * args.iterations_per_chunk,
-        policy_hidden=tuple(args.hidden), critic_hidden=tuple(args.hidden),
-        iterations_per_chunk=args.iterations_per_chunk,
+    run = RunConfig(
+        task=args.task, algo="sac", num_envs=args.num_envs, policy_hidden=tuple(args.hidden),
+        iterations_per_chunk=args.iterations_per_chunk, quiet=True,
+        sac=SACSettings(batch_size=args.batch_size, replay_capacity=100_000, updates_per_iteration=args.updates,
+                        warmup_steps=args.num_envs * args.iterations_per_chunk, warmup_action_hold=1,
+                        critic_hidden=tuple(args.hidden)),
     )
+    config = make_train(run).config
     # Ours before and after Brax's, averaged: this CPU speeds up during a run, favouring whatever runs later.
-    before = bench_ours(args.task, config, args.chunks)
+    before = bench_ours(run, args.chunks)
     rows = {"brax_sac": bench_brax(args.task, config, args.chunks)}
-    after = bench_ours(args.task, config, args.chunks)
+    after = bench_ours(run, args.chunks)
     rows["rpg_jax_sac"] = {
         "compile_s": before["compile_s"],
         "steps_per_s": (before["steps_per_s"] + after["steps_per_s"]) / 2,

@@ -34,13 +34,13 @@ def worker(args) -> dict:
     """One configuration, in this process: returns a record (printed as JSON by main)."""
     import jax
 
-    from rpg_jax import sweep, train
-    from rpg_jax.train import PPOOptions
+    from rpg_jax import make_train, sweep, train
+    from rpg_jax.settings import PPOSettings, RunConfig
 
     out = Path(args.out) / f"{args.worker}-{args.members}-{jax.local_device_count()}"
-    run = train.RunConfig(task=TASK, algo="residual_ppo", prior=Path(args.prior), num_envs=args.num_envs,
-                          iterations_per_chunk=args.iterations, ppo=PPOOptions(), quiet=True,
-                          shard_envs=args.worker == "shard_envs", out=out)
+    run = RunConfig(task=TASK, algo="residual_ppo", prior=Path(args.prior), num_envs=args.num_envs,
+                    iterations_per_chunk=args.iterations, ppo=PPOSettings(), quiet=True,
+                    shard_envs=args.worker == "shard_envs", out=out)
     steps_per_chunk = run.num_envs * run.ppo.unroll_length * args.iterations
     run = dataclasses.replace(run, steps=args.chunks * steps_per_chunk)
     record = {"mode": args.worker, "members": args.members, "devices": jax.local_device_count(),
@@ -50,7 +50,7 @@ def worker(args) -> dict:
         fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name not in sweep.SWEPT}
         config = sweep.SweepConfig(**fields, seeds=args.members, member_batch=args.member_batch)
         summary = sweep.sweep(config)
-        (program,) = sweep._PROGRAMS.values()
+        (program,) = sweep.PROGRAMS.values()
         record.update(compile_s=summary["compile_s"], train_s=summary["train_s"], member_batch=program.member_batch,
                       xla_chunk_mib=chunk_mib(program.compiled_chunk))
     elif args.worker in ("runs", "shard_envs"):  # K × `rpg-jax train --seed s`, each compiling its own program
@@ -59,14 +59,14 @@ def worker(args) -> dict:
         record["compile_s"] = sum(s["compile_s"] for s in summaries)
         record["train_s"] = sum(s["wall_s"] - s["compile_s"] for s in summaries)
     else:  # "loop": K runs in one process sharing one compiled chunk: the least a sequential loop can cost
-        prepared = train.prepare(run)
-        init = jax.jit(prepared.agent.init)
-        state = init(jax.random.PRNGKey(0), prepared.hyper, prepared.prior)
-        chunk, state, record["compile_s"] = train.compile_chunk(prepared, state)
+        experiment = make_train(run)
+        init = jax.jit(experiment.init)
+        state = init(jax.random.PRNGKey(0))
+        chunk, state, record["compile_s"] = train.compile_chunk(experiment, state)
         train_start = time.perf_counter()
         for seed in range(args.members):
             if seed:
-                state = init(jax.random.PRNGKey(seed), prepared.hyper, prepared.prior)
+                state = init(jax.random.PRNGKey(seed))
             for _ in range(args.chunks):
                 state, metrics = chunk(state)
             jax.block_until_ready(metrics)
@@ -126,10 +126,11 @@ def main() -> None:
     from common import device_name, write_results
 
     from rpg_jax import train
+    from rpg_jax.settings import RunConfig
 
     prior = Path(args.out).absolute() / "prior"
     print(f"training a Soft PPO prior on {TASK} for the customization runs ...", flush=True)
-    train.train(train.RunConfig(task=TASK, algo="soft_ppo", temperature=0.2, steps=102_400, out=prior, quiet=True))
+    train.train(RunConfig(task=TASK, algo="soft_ppo", temperature=0.2, steps=102_400, out=prior, quiet=True))
 
     steps = args.chunks * args.iterations * args.num_envs * 16
     print(f"\nK seeds of Residual PPO on {TASK}, {args.num_envs} envs and {steps:,} env steps per seed; "

@@ -175,16 +175,16 @@ def in_batches(fn: Callable, tree: Any, batch: int, unpack: bool = False) -> Any
     return jax.tree.map(lambda x: x.reshape((size,) + x.shape[2:]), out)
 
 
-_PROGRAMS: dict[tuple, Program] = {}
+PROGRAMS: dict[tuple, Program] = {}
 
 
 def program_for(experiment: Experiment, mesh: Mesh, num_members: int, eval_episodes: int,
                 member_batch: int) -> Program:
     key = (experiment.run.task, experiment.run.algo, experiment.config, jax.tree.structure(experiment.prior), mesh,
            num_members, eval_episodes, member_batch)
-    if key not in _PROGRAMS:
-        _PROGRAMS[key] = Program(experiment, mesh, eval_episodes, member_batch)
-    return _PROGRAMS[key]
+    if key not in PROGRAMS:
+        PROGRAMS[key] = Program(experiment, mesh, eval_episodes, member_batch)
+    return PROGRAMS[key]
 
 
 def default_member_batch(members_per_device: int, num_envs: int) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from rpg_jax import train
 from rpg_jax.errors import UserError
-from rpg_jax.train import SACOptions
+from rpg_jax.settings import SACSettings
 
 BASIC_RETURN_KEPT = 0.9
 
@@ -64,7 +64,7 @@ def test_a_soft_ppo_prior_is_customized_by_residual_sac(prior_run, tmp_path):
     prior_config, _ = prior_run
     summary = train.train(train.RunConfig(
         algo="residual_sac", prior=prior_config.out, steps=4_000, num_envs=16, eval_episodes=2, quiet=True,
-        sac=SACOptions(warmup_steps=1_000, batch_size=64, init_from_prior=True), out=tmp_path / "sac"))
+        sac=SACSettings(warmup_steps=1_000, batch_size=64, init_from_prior=True), out=tmp_path / "sac"))
     assert summary["objective"]["prior_weight"] == pytest.approx(0.2)
     assert summary["env_steps"] == 4_000
 

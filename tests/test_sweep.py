@@ -109,13 +109,13 @@ def test_summary_gives_mean_and_std_over_seeds_per_grid_point(tmp_path):
 def test_chunk_is_traced_once_across_chunks_and_across_sweeps_of_the_same_shape(tmp_path):
     common = dict(algo="soft_dqn", seeds=2, eval_episodes=2, quiet=True, **{**TINY["soft_dqn"], "steps": 1200})
     sweep.sweep(sweep.SweepConfig(temperature="0.1,0.2", out=tmp_path / "a", **common))  # 3 chunks
-    programs = [p for key, p in sweep._PROGRAMS.items() if key[0] == "cartpole" and key[5] == 4]
+    programs = [p for key, p in sweep.PROGRAMS.items() if key[0] == "cartpole" and key[5] == 4]
     assert len(programs) == 1 and programs[0].traces == 1
     sweep.sweep(sweep.SweepConfig(temperature="0.7,3", seed=5, out=tmp_path / "b", **common))  # new values, seeds
     assert programs[0].traces == 1
     sweep.sweep(sweep.SweepConfig(temperature="0.1,0.2,0.3", out=tmp_path / "c", **common))  # 6 members: new shape
     assert programs[0].traces == 1
-    six = [p for key, p in sweep._PROGRAMS.items() if key[0] == "cartpole" and key[5] == 6]
+    six = [p for key, p in sweep.PROGRAMS.items() if key[0] == "cartpole" and key[5] == 6]
     assert len(six) == 1 and six[0].traces == 1
 
 
