@@ -1,4 +1,5 @@
-"""End to end on the classic tasks, across families, with the RQL paper's settings (1e5 steps)."""
+"""End to end on the classic tasks, across families. The cartpole check uses the RQL paper's settings (1e5 steps);
+Residual SAC's learning on mountaincar is measured by benchmarks/customization_table.py (README)."""
 
 import json
 
@@ -21,9 +22,11 @@ def cartpole_prior(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mountaincar_prior(tmp_path_factory):
+    """A barely trained SAC prior (α = 0.1): the cross-family test needs its temperature, not its skill."""
     out = tmp_path_factory.mktemp("mountaincar") / "prior"
-    summary = train.train(train.RunConfig(task="mountaincar", algo="sac", discount=0.9999, steps=100_000,
-                                          eval_episodes=8, quiet=True, out=out))
+    summary = train.train(train.RunConfig(
+        task="mountaincar", algo="sac", steps=2_000, iterations_per_chunk=125, eval_episodes=2, quiet=True,
+        sac=SACSettings(warmup_steps=1_000, batch_size=64, critic_hidden=(16, 16)), out=out))
     return out, summary
 
 
@@ -37,19 +40,6 @@ def test_residual_dqn_moves_the_cart_to_the_centre_and_keeps_balancing(cartpole_
     assert after["addon_return"]["mean"] > before["addon_return"]["mean"] + 5.0, (before, after)
     assert after["basic_return"]["mean"] >= BASIC_RETURN_KEPT * before["basic_return"]["mean"], (before, after)
     assert custom["objective"]["prior_weight"] == 1.0 and custom["objective"]["temperature"] == 1.0
-
-
-@pytest.mark.slow
-def test_residual_sac_still_reaches_the_goal(mountaincar_prior, tmp_path):
-    prior_dir, prior = mountaincar_prior
-    custom = train.train(train.RunConfig(task="mountaincar", algo="residual_sac", prior=prior_dir, discount=0.9999,
-                                         steps=100_000, eval_episodes=8, quiet=True, out=tmp_path / "residual"))
-    before, after = prior["eval"], custom["eval"]
-    assert before["basic_return"]["mean"] > 80, before  # +100 at the goal: the prior gets there
-    assert after["basic_return"]["mean"] > 80, after
-    # Pushing left is needed to swing up, so the room to gain is small (README): no worse than the prior.
-    assert after["addon_return"]["mean"] >= before["addon_return"]["mean"] - 0.5, (before, after)
-    assert custom["steps_per_s"] > 0
 
 
 def test_a_sac_prior_is_customized_by_residual_ppo(mountaincar_prior, tmp_path):
