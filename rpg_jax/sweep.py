@@ -32,9 +32,11 @@ from rpg_jax.experiment import Experiment, hyper_values, make_train, stack
 from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
 from rpg_jax.plotting import point_label, save_frontier
 from rpg_jax.settings import RunConfig
-from rpg_jax.train import resumed_config
+from rpg_jax.train import RESUME_MAY_CHANGE, resumed_config
 
 SWEPT = ("prior_weight", "temperature", "beta", "learning_rate")
+# A resumed sweep may join other hosts; the member layout (--devices, --member-batch) is part of its state.
+SWEEP_RESUME_MAY_CHANGE = (*RESUME_MAY_CHANGE, "coordinator", "num_processes", "process_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +199,12 @@ def member_slice(tree: Any, index: int) -> Any:
     return jax.tree.map(lambda x: x[index], tree)
 
 
+def resumed(config: SweepConfig) -> SweepConfig:
+    """The sweep stored in `config.resume`, with the flags a resume may change taken from `config`."""
+    stored = rundir.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep")
+    return resumed_config(config, stored, SWEEP_RESUME_MAY_CHANGE)
+
+
 def sweep(config: SweepConfig) -> dict[str, Any]:
     """Trains every member of the grid in one program and writes the sweep directory; returns the summary.
 
@@ -204,7 +212,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     """
     resuming = config.resume is not None
     if resuming:
-        config = resumed_config(config, rundir.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep"))
+        config = resumed(config)
     swept, members = grid(config)
     devices.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     experiment = make_train(members[0].run)
@@ -317,7 +325,7 @@ def resolved_settings(config: SweepConfig) -> dict[str, Any]:
     """What `rpg-jax sweep --print-config` shows: the sweep's settings, the grid, and each member's resolved
     settings (as `rpg-jax train --print-config` shows them) with its Objective."""
     if config.resume is not None:
-        config = resumed_config(config, rundir.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep"))
+        config = resumed(config)
     swept, members = grid(config)
     experiment = make_train(members[0].run)
     rows = []

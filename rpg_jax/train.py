@@ -94,7 +94,7 @@ def resume(run: RunConfig) -> dict[str, Any]:
     return run_chunks(experiment, out, state, chunks_done=chunks_done, train_s=float(saved["train_s"]))
 
 
-def resumed_config(given: RunConfig, stored: RunConfig) -> RunConfig:
+def resumed_config(given: RunConfig, stored: RunConfig, may_change: tuple[str, ...] = RESUME_MAY_CHANGE):
     """The stored run, with the flags a resume may change taken from the command line where it set them."""
     default = type(given)()
     changes = {}
@@ -102,7 +102,7 @@ def resumed_config(given: RunConfig, stored: RunConfig) -> RunConfig:
         name, value = field.name, getattr(given, field.name)
         if value == getattr(default, name) or value == getattr(stored, name):
             continue
-        if name not in RESUME_MAY_CHANGE:
+        if name not in may_change:
             raise UserError(
                 f"--resume continues a run with its own settings; {settings.as_flag(name)} differs from the "
                 f"stored {getattr(stored, name)!r}. Start a new run instead."
