@@ -15,7 +15,6 @@ from rpg_jax.errors import UserError, unknown_name
 from rpg_jax.prior import Prior
 
 Family = Literal["ppo", "sac", "dqn"]
-FAMILIES: tuple[Family, ...] = ("ppo", "sac", "dqn")
 
 # Top-level settings every algorithm reads (how long, where, how watched, the env batch and the optimizer).
 COMMON = frozenset({

@@ -30,7 +30,12 @@ from rpg_jax.networks import SoftQPolicySpec
 from rpg_jax.prior import Prior
 from rpg_jax.settings import RunConfig
 
-AGENTS = {"ppo": ppo.PPO, "sac": sac.SAC, "dqn": dqn.DQN}
+# family -> (env, Config, the prior's network spec or None) -> agent; a DQN's residual Q_R needs no prior spec.
+AGENTS = {
+    "ppo": lambda env, config, prior_spec: ppo.PPO(env, config, prior_spec=prior_spec),
+    "sac": lambda env, config, prior_spec: sac.SAC(env, config, prior_spec=prior_spec),
+    "dqn": lambda env, config, prior_spec: dqn.DQN(env, config),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,8 +153,7 @@ def make_train(run: RunConfig) -> Experiment:
     objective = algorithms.make_objective(algo, run, prior)
     config = settings.agent_config(run, algo)
     hyper = settings.agent_hyper(run, algo, objective, env)
-    prior_spec = prior.spec if prior is not None else None
-    agent = dqn.DQN(env, config) if algo.family == "dqn" else AGENTS[algo.family](env, config, prior_spec=prior_spec)
+    agent = AGENTS[algo.family](env, config, prior.spec if prior is not None else None)
     return Experiment(run, algo, env, prior, objective, config, hyper, agent)
 
 

@@ -80,10 +80,6 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     checkpoint.write_json(Path(run_dir) / SUMMARY, summary)
 
 
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    return checkpoint.read_json(Path(run_dir) / SUMMARY)
-
-
 def clear_summary(run_dir: Path) -> None:
     (Path(run_dir) / SUMMARY).unlink(missing_ok=True)
 
@@ -189,7 +185,7 @@ def load_prior(
 
 def load_prior_for_task(run_dir: str | Path, task: str, env: Any = None) -> Prior:
     """The policy of `run_dir` as a prior for `task`, its sizes checked against the task's env."""
-    env = env or envs.make(task)
+    env = envs.make(task) if env is None else env
     return load_prior(run_dir, task=task, obs_size=env.observation_size, action_size=env.action_size,
                       discrete_actions=envs.discrete_actions(env))
 

@@ -130,7 +130,7 @@ class SACSettings:
             updates_per_iteration=self.updates_per_iteration, warmup_steps=self.warmup_steps,
             warmup_action_hold=self.warmup_action_hold, policy_hidden=tuple(run.policy_hidden),
             critic_hidden=tuple(self.critic_hidden), learn_temperature=self.learn_temperature,
-            init_from_prior=self.init_from_prior and algo.needs_prior,
+            init_from_prior=self.init_from_prior,
             iterations_per_chunk=run.iterations_per_chunk,
         )
 
@@ -360,6 +360,29 @@ def agent_config(run: RunConfig, algo: Algorithm):
 def agent_hyper(run: RunConfig, algo: Algorithm, objective, env):
     """The agent's traced Hyper for a resolved run and its Objective."""
     return family_settings(run, algo).agent_hyper(run, algo, objective, env)
+
+
+# Flags that may differ on `--resume`: they change how a run is watched or how long it goes, not what it trains.
+RESUME_MAY_CHANGE = ("resume", "steps", "quiet", "checkpoint_every", "tensorboard", "wandb", "out", "eval_episodes",
+                     "print_config")
+
+
+def resumed(given: RunConfig, stored: RunConfig, may_change: tuple[str, ...] = RESUME_MAY_CHANGE) -> RunConfig:
+    """The stored run, with the flags a resume may change taken from the command line where it set them."""
+    default = type(given)()
+    changes = {}
+    for field in dataclasses.fields(given):
+        name, value = field.name, getattr(given, field.name)
+        if value == getattr(default, name) or value == getattr(stored, name):
+            continue
+        if name not in may_change:
+            raise UserError(
+                f"--resume continues a run with its own settings; {as_flag(name)} differs from the "
+                f"stored {getattr(stored, name)!r}. Start a new run instead."
+            )
+        if name not in ("resume", "out"):
+            changes[name] = value
+    return dataclasses.replace(stored, **changes)
 
 
 def to_json(run: RunConfig) -> dict[str, Any]:

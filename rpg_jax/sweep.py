@@ -32,11 +32,10 @@ from rpg_jax.experiment import Experiment, hyper_values, make_train, stack
 from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
 from rpg_jax.plotting import point_label, save_frontier
 from rpg_jax.settings import RunConfig
-from rpg_jax.train import RESUME_MAY_CHANGE, resumed_config
 
 SWEPT = ("prior_weight", "temperature", "beta", "learning_rate")
 # A resumed sweep may join other hosts; the member layout (--devices, --member-batch) is part of its state.
-SWEEP_RESUME_MAY_CHANGE = (*RESUME_MAY_CHANGE, "coordinator", "num_processes", "process_id")
+SWEEP_RESUME_MAY_CHANGE = (*settings.RESUME_MAY_CHANGE, "coordinator", "num_processes", "process_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +201,7 @@ def member_slice(tree: Any, index: int) -> Any:
 def resumed(config: SweepConfig) -> SweepConfig:
     """The sweep stored in `config.resume`, with the flags a resume may change taken from `config`."""
     stored = rundir.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep")
-    return resumed_config(config, stored, SWEEP_RESUME_MAY_CHANGE)
+    return settings.resumed(config, stored, SWEEP_RESUME_MAY_CHANGE)
 
 
 def sweep(config: SweepConfig) -> dict[str, Any]:

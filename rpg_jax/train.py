@@ -19,15 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rpg_jax import devices, evaluation, health, rundir, settings
-from rpg_jax.errors import UserError
 from rpg_jax.experiment import Experiment, hyper_values, make_train
 from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
 from rpg_jax.settings import RunConfig
-
-# Flags that may differ on `--resume`: they change how a run is watched or how long it goes, not what it trains.
-RESUME_MAY_CHANGE = ("resume", "steps", "quiet", "checkpoint_every", "tensorboard", "wandb", "out", "eval_episodes",
-                     "print_config")
-
 
 def compile_chunk(experiment: Experiment, state) -> tuple[Any, Any, float]:
     """The compiled chunk (donating its input state, reporting finite flags), the state placed for it, and the
@@ -61,7 +55,7 @@ def resolved_settings(run: RunConfig) -> dict[str, Any]:
     """What `--print-config` shows: the resolved run, its Objective, the agent's Config and Hyper."""
     run = dataclasses.replace(run, print_config=False)
     if run.resume is not None:
-        run = resumed_config(run, rundir.read_run(Path(run.resume).absolute()))
+        run = settings.resumed(run, rundir.read_run(Path(run.resume).absolute()))
     experiment = make_train(run)
     return {**experiment.record(), "hyper": hyper_values(experiment.hyper)}
 
@@ -83,7 +77,7 @@ def train(run: RunConfig) -> dict[str, Any]:
 def resume(run: RunConfig) -> dict[str, Any]:
     """Continues the run in `run.resume` from its newest training-state checkpoint."""
     out = Path(run.resume).absolute()
-    experiment = make_train(resumed_config(run, rundir.read_run(out)))
+    experiment = make_train(settings.resumed(run, rundir.read_run(out)))
     template = {"state": initial_state(experiment), "train_s": np.zeros((), np.float64)}
     chunks_done, saved = rundir.restore_train_state(out, template)
     keep_records_until(rundir.metrics_path(out), chunks_done)
@@ -92,24 +86,6 @@ def resume(run: RunConfig) -> dict[str, Any]:
         print(f"resuming {out} after chunk {chunks_done}", flush=True)
     state = jax.tree.map(jnp.asarray, saved["state"])
     return run_chunks(experiment, out, state, chunks_done=chunks_done, train_s=float(saved["train_s"]))
-
-
-def resumed_config(given: RunConfig, stored: RunConfig, may_change: tuple[str, ...] = RESUME_MAY_CHANGE):
-    """The stored run, with the flags a resume may change taken from the command line where it set them."""
-    default = type(given)()
-    changes = {}
-    for field in dataclasses.fields(given):
-        name, value = field.name, getattr(given, field.name)
-        if value == getattr(default, name) or value == getattr(stored, name):
-            continue
-        if name not in may_change:
-            raise UserError(
-                f"--resume continues a run with its own settings; {settings.as_flag(name)} differs from the "
-                f"stored {getattr(stored, name)!r}. Start a new run instead."
-            )
-        if name not in ("resume", "out"):
-            changes[name] = value
-    return dataclasses.replace(stored, **changes)
 
 
 def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train_s: float) -> dict[str, Any]:

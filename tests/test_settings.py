@@ -44,7 +44,8 @@ def cli_flags(run: RunConfig) -> list[str]:
 
 
 @pytest.mark.parametrize("algo", list(algorithms.ALGORITHMS))
-def test_library_defaults_equal_cli_defaults(algo, untrained_priors, capsys):
+def test_library_defaults_equal_cli_defaults(algo, untrained_priors, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a default run directory would appear
     run = default_run(algo, untrained_priors)
     code, captured = run_cli(capsys, "train", *cli_flags(run), "--print-config")
     assert code == 0, captured.err
@@ -56,7 +57,7 @@ def test_library_defaults_equal_cli_defaults(algo, untrained_priors, capsys):
     assert from_cli["agent"] == json.loads(json.dumps(dataclasses.asdict(experiment.config)))
     family = experiment.algo.family
     assert from_cli["run"][family] == json.loads(json.dumps(dataclasses.asdict(getattr(experiment.run, family))))
-    assert not (Path.cwd() / "runs").exists()  # --print-config trains and writes nothing
+    assert not (tmp_path / "runs").exists()  # --print-config trains and writes nothing
 
 
 def test_agent_configs_have_no_defaults_of_their_own():
