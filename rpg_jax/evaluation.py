@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import chex
@@ -26,26 +27,29 @@ def episode_returns(
 
     Each episode counts rewards until its first `done` (terminal or time limit); what the auto-reset env does
     afterwards is masked out. Returns arrays of shape (num_episodes,) for `basic_return`, `addon_return`,
-    `total_return` and `length`.
+    `total_return`, `length` and `terminated` (1 where the episode ended by termination, 0 where it ran to the
+    time limit): the guard compares the last two with the prior's (`rpg_jax.guard`).
     """
     key_reset, key_act = jax.random.split(key)
     state = jax.vmap(env.reset)(jax.random.split(key_reset, num_episodes))
     zeros = jnp.zeros((num_episodes,), jnp.float32)
 
     def step(carry, key_step):
-        state, alive, basic, addon, length = carry
+        state, alive, basic, addon, length, terminated = carry
         state = jax.vmap(env.step)(state, policy(state.obs, key_step))
         basic = basic + alive * state.metrics["reward_basic"]
         addon = addon + alive * state.metrics["reward_addon"]
         length = length + alive
+        terminated = terminated + alive * state.done * (1.0 - state.info["truncation"])
         alive = alive * (1.0 - state.done)
-        return (state, alive, basic, addon, length), None
+        return (state, alive, basic, addon, length, terminated), None
 
-    carry = (state, jnp.ones_like(zeros), zeros, zeros, zeros)
-    (_, _, basic, addon, length), _ = jax.lax.scan(
+    carry = (state, jnp.ones_like(zeros), zeros, zeros, zeros, zeros)
+    (_, _, basic, addon, length, terminated), _ = jax.lax.scan(
         step, carry, jax.random.split(key_act, episode_length)
     )
-    return {"basic_return": basic, "addon_return": addon, "total_return": basic + addon, "length": length}
+    return {"basic_return": basic, "addon_return": addon, "total_return": basic + addon, "length": length,
+            "terminated": terminated}
 
 
 def evaluation_key(seed: int) -> chex.PRNGKey:
@@ -55,15 +59,21 @@ def evaluation_key(seed: int) -> chex.PRNGKey:
 
 
 def summarize(returns: dict[str, chex.Array]) -> dict[str, dict[str, float]]:
-    """{name: {mean, std}} over episodes, for each of `episode_returns`' results (returns, length)."""
+    """{name: {mean, std}} over episodes, for each of `episode_returns`' results (returns, length, the fraction
+    `terminated`)."""
     return {name: {"mean": float(np.mean(v)), "std": float(np.std(v))} for name, v in returns.items()}
 
 
 def evaluate_policy(policy: Prior, task: str, key: chex.PRNGKey, episodes: int) -> dict[str, dict[str, float]]:
     """Deterministic returns of a policy on a task: {name: {mean, std}} over episodes."""
+    return summarize(jax.device_get(_deterministic_episodes(task, episodes)(policy, key)))
+
+
+@functools.lru_cache(maxsize=None)
+def _deterministic_episodes(task: str, episodes: int) -> Callable:
+    """One jitted evaluation per task and episode count: policies of the same structure share its compilation
+    (a customization's guard evaluates its prior too)."""
     env = envs.make(task)
     episode_length = envs.get_task(task).episode_length
-    returns = jax.jit(
-        lambda policy, key: episode_returns(env, lambda obs, _: policy.act(obs), key, episodes, episode_length)
-    )(policy, key)
-    return summarize(jax.device_get(returns))
+    return jax.jit(
+        lambda policy, key: episode_returns(env, lambda obs, _: policy.act(obs), key, episodes, episode_length))

@@ -90,12 +90,14 @@ def summary_head(*, task: str, algo: str, seed: int, objective: dict[str, float]
 
 
 def summary(*, env_steps: int, wall_s: float, compile_s: float, steps_per_s: float,
-            resumed_after_chunk: int | None, returns: dict[str, dict[str, float]], **head: Any) -> dict[str, Any]:
-    """summary.json of a finished run or sweep member: one set of keys for both (`head`: summary_head's)."""
+            resumed_after_chunk: int | None, returns: dict[str, dict[str, float]], guard: dict[str, Any] | None,
+            **head: Any) -> dict[str, Any]:
+    """summary.json of a finished run or sweep member: one set of keys for both (`head`: summary_head's).
+    `guard`: the episode-end guard's record of a customization (`rpg_jax.guard.compare`), None without a prior."""
     return {
         **summary_head(**head), "status": "finished", "env_steps": env_steps, "wall_s": wall_s,
         "compile_s": compile_s, "steps_per_s": steps_per_s, "resumed_after_chunk": resumed_after_chunk or None,
-        "eval": returns,
+        "eval": returns, "guard": guard,
     }
 
 

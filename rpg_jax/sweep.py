@@ -25,7 +25,7 @@ import numpy as np
 import tyro
 from jax.sharding import Mesh, PartitionSpec as P
 
-from rpg_jax import algorithms, devices, envs, evaluation, health, rundir, settings
+from rpg_jax import algorithms, devices, envs, evaluation, guard, health, rundir, settings
 from rpg_jax.errors import UserError
 from rpg_jax.evaluation import RETURNS
 from rpg_jax.experiment import Experiment, hyper_values, make_train, stack
@@ -277,10 +277,17 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     env_steps = num_chunks * experiment.steps_per_chunk
 
     member_rows = []
+    prior_returns = episode_ends_of_prior(experiment, members, config.eval_episodes)
     for i, (member, objective) in enumerate(zip(members, objectives)):
         member_eval = evaluation.summarize({k: v[i] for k, v in returns.items()})
+        checked = None
+        if prior_returns:
+            checked = guard.compare(member_eval, prior_returns[member.seed], envs.get_task(config.task).terminal,
+                                    config.eval_episodes)
+            if primary:
+                guard.warn(checked, f"member {i} (seed {member.seed}, {point_label(member.point) or 'defaults'})")
         member_rows.append({"dir": f"members/{i:03d}", "seed": member.seed, "point": member.point,
-                            "eval": member_eval})
+                            "eval": member_eval, "guard": checked})
         if primary:
             params, normalizer, prior = member_slice(kept, i)
             member_dir = rundir.create(out / "members" / f"{i:03d}")
@@ -289,7 +296,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
             rundir.save_policy(member_dir, experiment.record(run, objective), policy)
             rundir.write_summary(member_dir, rundir.summary(
                 env_steps=env_steps, wall_s=wall_s, compile_s=compile_s, steps_per_s=env_steps / train_s,
-                resumed_after_chunk=chunks_done, returns=member_eval,
+                resumed_after_chunk=chunks_done, returns=member_eval, guard=checked,
                 **experiment.summary_head(member.seed, objective)))
 
     points = grid_points(member_rows)
@@ -310,6 +317,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         "prior": str(Path(config.prior).absolute()) if config.prior else None,
         "resumed_after_chunk": chunks_done or None,
         "eval": evaluation.summarize({k: v[:len(members)] for k, v in returns.items()}),
+        "guard_warnings": [i for i, row in enumerate(member_rows) if row["guard"] and row["guard"]["warning"]],
     }
     if primary:
         rundir.write_summary(out, summary)
@@ -318,6 +326,15 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
                       along="prior_weight" if "prior_weight" in swept else next(iter(swept), None),
                       label=config.algo)
     return summary
+
+
+def episode_ends_of_prior(experiment: Experiment, members: list[Member], episodes: int) -> dict[int, dict]:
+    """The prior's evaluation returns on each seed's evaluation starts (the guard's reference), {} without a
+    prior. Members of one seed share their starts, so the prior runs once per seed."""
+    if experiment.prior is None:
+        return {}
+    return {seed: evaluation.evaluate_policy(experiment.prior, experiment.run.task, evaluation.evaluation_key(seed),
+                                             episodes) for seed in sorted({m.seed for m in members})}
 
 
 def resolved_settings(config: SweepConfig) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpg_jax import devices, evaluation, health, rundir, settings
+from rpg_jax import devices, evaluation, guard, health, rundir, settings
 from rpg_jax.experiment import Experiment, hyper_values, make_train
 from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
 from rpg_jax.settings import RunConfig
@@ -129,11 +129,16 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
     rundir.save_policy(out, experiment.record(), policy)
     rundir.save_agent(out, params, normalizer)
 
-    returns = evaluation.evaluate_policy(policy, run.task, evaluation.evaluation_key(run.seed), run.eval_episodes)
+    key = evaluation.evaluation_key(run.seed)
+    returns = evaluation.evaluate_policy(policy, run.task, key, run.eval_episodes)
+    checked = None
+    if experiment.prior is not None:
+        checked = guard.check_prior(returns, experiment.prior, run.task, key, run.eval_episodes)
+        guard.warn(checked, out)
     summary = rundir.summary(
         env_steps=int(state.env_steps), wall_s=compile_s + train_s, compile_s=compile_s,
         steps_per_s=int(state.env_steps) / train_s, resumed_after_chunk=chunks_done, returns=returns,
-        **experiment.summary_head(),
+        guard=checked, **experiment.summary_head(),
     )
     rundir.write_summary(out, summary)
     return summary

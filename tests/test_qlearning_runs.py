@@ -9,6 +9,8 @@ from rpg_jax import train
 from rpg_jax.errors import UserError
 from rpg_jax.settings import SACSettings
 
+from conftest import run_cli
+
 BASIC_RETURN_KEPT = 0.9
 
 
@@ -40,6 +42,40 @@ def test_residual_dqn_moves_the_cart_to_the_centre_and_keeps_balancing(cartpole_
     assert after["addon_return"]["mean"] > before["addon_return"]["mean"] + 5.0, (before, after)
     assert after["basic_return"]["mean"] >= BASIC_RETURN_KEPT * before["basic_return"]["mean"], (before, after)
     assert custom["objective"]["prior_weight"] == 1.0 and custom["objective"]["temperature"] == 1.0
+
+
+def test_the_guard_warns_when_a_customization_drops_the_pole(cartpole_prior, tmp_path, capsys):
+    """A run built to collapse: ω' = 0.01 is a hundredth of the prior's α, so the prior's log-probabilities
+    barely charge for a fall while every step costs add-on return; the customized policy drops the pole."""
+    prior_dir, _ = cartpole_prior
+    out = tmp_path / "collapse"
+    code, captured = run_cli(capsys, "train", "--task", "cartpole", "--algo", "residual_dqn", "--prior",
+                             str(prior_dir), "--prior-weight", "0.01", "--steps", "4000", "--eval-episodes", "8",
+                             "--quiet", "--out", str(out))
+    assert code == 0, captured.err
+    checked = json.loads((out / "summary.json").read_text())["guard"]
+    assert checked["prior"] == {"terminated": 0.0, "length": 500.0}
+    assert checked["customized"]["terminated"] == 1.0 and checked["customized"]["length"] < 400
+    (line,) = [line for line in captured.err.splitlines() if "warning" in line]
+    assert line.startswith(f"rpg-jax: warning: {out}: the customized policy may have given up the basic task: "
+                           "8 of 8 evaluation episodes ended by termination"), line
+    assert line.endswith("the prior's, on the same starts: 0 of 8, mean length 500 (summary.json: guard)"), line
+
+
+def test_a_sweep_reports_the_guard_per_member(cartpole_prior, tmp_path, capsys):
+    prior_dir, _ = cartpole_prior
+    out = tmp_path / "sweep"
+    code, captured = run_cli(capsys, "sweep", "--task", "cartpole", "--algo", "residual_dqn", "--prior",
+                             str(prior_dir), "--prior-weight", "0.01,1", "--seeds", "1", "--steps", "4000",
+                             "--eval-episodes", "8", "--quiet", "--out", str(out))
+    assert code == 0, captured.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["guard_warnings"] == [0]  # ω' = 0.01 drops the pole; ω' = 1 (the prior's α) does not
+    assert [row["guard"]["warning"] is None for row in summary["members"]] == [False, True]
+    member = json.loads((out / "members" / "000" / "summary.json").read_text())
+    assert member["guard"] == summary["members"][0]["guard"]
+    (line,) = [line for line in captured.err.splitlines() if "warning" in line]
+    assert line.startswith("rpg-jax: warning: member 0 (seed 0, ω' = 0.01): the customized policy may have given"), line
 
 
 def test_a_sac_prior_is_customized_by_residual_ppo(mountaincar_prior, tmp_path):

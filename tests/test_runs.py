@@ -22,7 +22,7 @@ def test_prior_balances(prior_run):
     assert summary["eval"]["basic_return"]["mean"] > 900.0
 
 
-def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp_path):
+def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp_path, capsys):
     prior_config, prior_summary = prior_run
     run = RunConfig(
         algo="residual_ppo", prior=prior_config.out, steps=400_000, eval_episodes=8, quiet=True,
@@ -37,6 +37,11 @@ def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp
         assert key in summary
     assert set(summary["eval"]) >= {"basic_return", "addon_return", "total_return"}
     assert summary["objective"]["prior_weight"] == pytest.approx(0.2)
+    # The demo's customization: the episode-end guard compared it with its prior and stayed quiet.
+    assert summary["guard"] == {"customized": {"terminated": 0.0, "length": 1000.0},
+                                "prior": {"terminated": 0.0, "length": 1000.0}, "terminal": "failure",
+                                "warning": None}
+    assert "warning" not in capsys.readouterr().err
     lines = (tmp_path / "residual" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == summary["env_steps"] // (64 * 16 * 20)
 

@@ -30,6 +30,8 @@ class Task:
       addon_reward: r_R(next_obs, action) for one transition.
       episode_length: time limit; reaching it is a truncation, not a termination.
       description: the add-on requirement in words.
+      terminal: what a termination (not a time limit) means: "failure" (a fall) or "success" (the goal);
+        the episode-end guard (`rpg_jax.guard`) reads it.
       presets: per agent family ("ppo", "sac", "dqn"), settings this task overrides in the family's
         defaults: "num_envs", "learning_rate", "policy_hidden", "iterations_per_chunk", "steps". Flags
         override presets (`rpg_jax.settings.resolve`).
@@ -40,6 +42,7 @@ class Task:
     addon_reward: AddonReward
     episode_length: int
     description: str
+    terminal: str = "failure"
     presets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
@@ -101,6 +104,7 @@ TASKS: dict[str, Task] = {
             lambda obs, action: -0.1 * (action[0] < 0.0),
             999,
             "reach the goal pushing left less: r_R = −0.1·[a < 0]",
+            terminal="success",
         ),
     ]
 }
