@@ -11,6 +11,8 @@ return), the median basic return as a fraction of the prior's, how many runs the
     python benchmarks/collapse_rate.py --task mountaincar
     python benchmarks/collapse_rate.py --task inverted_pendulum
     python benchmarks/collapse_rate.py --task cartpole --tag eps0 --set dqn.epsilon_start=0 --set dqn.epsilon_end=0
+    python benchmarks/collapse_rate.py --task cartpole --tag prior_a0.1 --prior-set temperature=0.1 \
+        --set prior_weight=0.1 --set temperature=0.1
 """
 
 from __future__ import annotations
@@ -35,16 +37,14 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
-from benchmarks.customization_table import RECIPES, Method  # noqa: E402
+from benchmarks.customization_table import KEPT, RECIPES, Method  # noqa: E402
 from rpg_jax import settings, sweep, train  # noqa: E402
 from rpg_jax.settings import RunConfig  # noqa: E402
 
-KEPT = 0.9  # a run kept the basic task with at least this fraction of its prior's basic return
 
-
-def customizers(task: str, beta: float, steps: int) -> list[Method]:
+def customizers(task: str, alpha: float, beta: float, steps: int) -> list[Method]:
     """The task's rows of the customization table that start from the prior (the Full rows know r)."""
-    return [m for m in RECIPES[task].methods(beta, steps) if not m.algo.startswith("full")]
+    return [m for m in RECIPES[task].methods(alpha, beta, steps) if not m.algo.startswith("full")]
 
 
 def group_overrides(pairs: list[str]) -> dict:
@@ -72,10 +72,11 @@ def family_fields(overrides: dict, algo: str) -> dict:
     return {k: v for k, v in overrides.items() if k not in settings.FAMILY_SETTINGS or k == family}
 
 
-def train_prior(task: str, seed: int, steps: int, out: Path, episodes: int) -> dict:
+def train_prior(task: str, seed: int, steps: int, out: Path, episodes: int, overrides: dict) -> dict:
     recipe = RECIPES[task]
+    flags = {**recipe.common, **recipe.prior.flags, **family_fields(overrides, recipe.prior.algo)}
     run = RunConfig(task=task, algo=recipe.prior.algo, steps=steps, seed=seed, out=out, quiet=True,
-                    eval_episodes=episodes, **recipe.common, **recipe.prior.flags)
+                    eval_episodes=episodes, **flags)
     start = time.perf_counter()
     summary = train.train(run)
     return {"seed": seed, "dir": str(out), "wall_s": time.perf_counter() - start, "eval": summary["eval"]}
@@ -85,6 +86,7 @@ def customize(task: str, method: Method, prior: dict, steps: int, seeds: int, ou
               overrides: dict) -> dict:
     recipe = RECIPES[task]
     flags = {"steps": steps, **recipe.common, **method.flags, **family_fields(overrides, method.algo)}
+    flags = {k: str(v) if k in sweep.SWEPT else v for k, v in flags.items()}  # the sweep parses its lists
     config = sweep.SweepConfig(task=task, algo=method.algo, prior=Path(prior["dir"]), seeds=seeds, out=out,
                                quiet=True, eval_episodes=episodes, tensorboard=False, **flags)
     start = time.perf_counter()
@@ -153,6 +155,8 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated --algo values or labels' prefixes to run")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a customization setting for every method, e.g. dqn.epsilon_start=0 (repeatable)")
+    parser.add_argument("--prior-set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the priors, e.g. temperature=0.1 (repeatable; other priors, other dirs)")
     parser.add_argument("--tag", default="", help="suffix of the result files (a variant of the defaults)")
     parser.add_argument("--eval-episodes", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("runs/collapse"))
@@ -160,9 +164,11 @@ def main() -> None:
 
     recipe = RECIPES[args.task]
     steps = args.steps or recipe.steps
-    beta = args.beta if args.beta is not None else 5 * recipe.alpha
+    prior_overrides = group_overrides(args.prior_set)
+    alpha = float(prior_overrides.get("temperature", recipe.alpha))
+    beta = args.beta if args.beta is not None else 5 * alpha
     overrides = group_overrides(args.set)
-    methods = customizers(args.task, beta, steps)
+    methods = customizers(args.task, alpha, beta, steps)
     if args.methods:
         wanted = args.methods.split(",")
         methods = [m for m in methods if any(m.label.startswith(w) or m.algo == w for w in wanted)]
@@ -173,13 +179,14 @@ def main() -> None:
           flush=True)
 
     priors = []
+    priors_dir = out / ("priors_" + _slug("_".join(args.prior_set)) if args.prior_set else "priors")
     for seed in range(args.prior_seeds):
-        prior_dir = out / "priors" / f"s{seed}"
+        prior_dir = priors_dir / f"s{seed}"
         if (prior_dir / "summary.json").exists():  # the same priors serve every variant (--tag)
             stored = json.loads((prior_dir / "summary.json").read_text())
             priors.append({"seed": seed, "dir": str(prior_dir), "wall_s": stored["wall_s"], "eval": stored["eval"]})
         else:
-            priors.append(train_prior(args.task, seed, steps, prior_dir, args.eval_episodes))
+            priors.append(train_prior(args.task, seed, steps, prior_dir, args.eval_episodes, prior_overrides))
         p = priors[-1]["eval"]
         print(f"prior seed {seed}: basic {p['basic_return']['mean']:.1f} add-on {p['addon_return']['mean']:.1f}",
               flush=True)
@@ -197,11 +204,12 @@ def main() -> None:
     print("\n" + table)
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"collapse_{args.task}_{device_slug()}{tag}"
-    stem.with_suffix(".md").write_text(table)
-    stem.with_suffix(".json").write_text(json.dumps({
+    Path(f"{stem}.md").write_text(table)
+    Path(f"{stem}.json").write_text(json.dumps({
         "task": args.task, "device": machine, "jax": jax.__version__, "command": command,
-        "date": datetime.date.today().isoformat(), "kept_fraction": KEPT, "beta": beta, "steps": steps,
-        "overrides": args.set, "priors": priors, "rows": rows,
+        "date": datetime.date.today().isoformat(), "kept_fraction": KEPT, "prior_alpha": alpha, "beta": beta,
+        "steps": steps,
+        "overrides": args.set, "prior_overrides": args.prior_set, "priors": priors, "rows": rows,
     }, indent=2, default=str) + "\n")
     print(f"wrote {stem}.{{md,json}}")
 

@@ -35,6 +35,8 @@ from rpg_jax import algorithms, sweep, train  # noqa: E402
 from rpg_jax.settings import RunConfig  # noqa: E402
 from rpg_jax.plotting import save_return_bars  # noqa: E402
 
+KEPT = 0.9  # a seed kept the basic task with at least this fraction of the prior's basic return
+
 
 @dataclasses.dataclass(frozen=True)
 class Method:
@@ -50,12 +52,12 @@ class Recipe:
     prior: Method
     alpha: float
     steps: int
-    methods: callable  # (beta, steps) -> list[Method]
+    methods: callable  # (alpha, beta, steps) -> list[Method]: α the prior's temperature
     common: dict = dataclasses.field(default_factory=dict)
 
 
-def continuous_methods(alpha: float, full: Method, sac_steps: int | None = None):
-    def methods(beta: float, steps: int) -> list[Method]:
+def continuous_methods(full: Method, sac_steps: int | None = None):
+    def methods(alpha: float, beta: float, steps: int) -> list[Method]:
         return [
             Method("Greedy PPO (ω' = α̂ = 0)", "greedy_ppo"),
             Method(f"KL PPO (β = {beta:g})", "kl_ppo", {"beta": str(beta)}),
@@ -67,24 +69,25 @@ def continuous_methods(alpha: float, full: Method, sac_steps: int | None = None)
     return methods
 
 
-def cartpole_methods(beta: float, steps: int) -> list[Method]:
+def cartpole_methods(alpha: float, beta: float, steps: int) -> list[Method]:
     return [
-        Method("Greedy soft DQN (ω' = 0, α̂ = 1)", "residual_dqn", {"prior_weight": "0", "temperature": "1"}),
+        Method(f"Greedy soft DQN (ω' = 0, α̂ = {alpha:g})", "residual_dqn",
+               {"prior_weight": "0", "temperature": str(alpha)}),
         Method(f"KL soft DQN (ω' = α̂ = β = {beta:g})", "residual_dqn",
                {"prior_weight": str(beta), "temperature": str(beta)}),
-        Method("Residual soft DQN (ω' = α̂ = 1)", "residual_dqn"),
-        Method("Full soft DQN (knows r, α = 1)", "full_dqn", {"temperature": "1"}),
+        Method(f"Residual soft DQN (ω' = α̂ = {alpha:g})", "residual_dqn"),
+        Method(f"Full soft DQN (knows r, α = {alpha:g})", "full_dqn", {"temperature": str(alpha)}),
     ]
 
 
 RECIPES = {
     "inverted_pendulum": Recipe(
         Method("prior: Soft PPO (α = 0.2)", "soft_ppo", {"temperature": 0.2}), 0.2, 409_600,
-        continuous_methods(0.2, Method("Full PPO (knows r)", "full_ppo"), sac_steps=100_000),
+        continuous_methods(Method("Full PPO (knows r)", "full_ppo"), sac_steps=100_000),
     ),
     "mountaincar": Recipe(
         Method("prior: SAC (α = 0.1)", "sac", {"temperature": 0.1}), 0.1, 100_000,
-        continuous_methods(0.1, Method("Full SAC (knows r, α = 0.1)", "full_sac", {"temperature": "0.1"})),
+        continuous_methods(Method("Full SAC (knows r, α = 0.1)", "full_sac", {"temperature": "0.1"})),
         common={"discount": 0.9999},
     ),
     "cartpole": Recipe(
@@ -103,7 +106,7 @@ def train_prior(recipe: Recipe, task: str, steps: int, out: Path, episodes: int)
 
 
 def customize(method: Method, task: str, recipe: Recipe, prior: Path, steps: int, seeds: int, out: Path,
-              episodes: int) -> dict:
+              episodes: int, prior_basic: float) -> dict:
     flags = {"steps": steps, **recipe.common, **method.flags}
     needs_prior = algorithms.get(method.algo).needs_prior
     config = sweep.SweepConfig(task=task, algo=method.algo, prior=prior if needs_prior else None, seeds=seeds,
@@ -112,8 +115,9 @@ def customize(method: Method, task: str, recipe: Recipe, prior: Path, steps: int
     start = time.perf_counter()
     summary = sweep.sweep(config)
     (point,) = summary["points"]
+    kept = sum(m["eval"]["basic_return"]["mean"] >= KEPT * prior_basic for m in summary["members"])
     return {"label": method.label, "algo": method.algo, "seeds": seeds, "env_steps": summary["env_steps"],
-            "wall_s": time.perf_counter() - start, "eval": point["eval"], "spread": "seeds"}
+            "wall_s": time.perf_counter() - start, "eval": point["eval"], "spread": "seeds", "kept": kept}
 
 
 def _slug(text: str) -> str:
@@ -122,14 +126,17 @@ def _slug(text: str) -> str:
 
 def markdown(rows: list[dict], task: str, machine: str) -> str:
     lines = [f"Customization on `{task}` ({machine}); mean ± std over seeds of each seed's mean deterministic "
-             "return (the prior: over its evaluation episodes).", "",
-             "| policy | `--algo` | seeds | env steps | basic return | add-on return | total return | wall s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "return (the prior: over its evaluation episodes); kept: seeds with at least "
+             f"{KEPT:.0%} of the prior's basic return.", "",
+             "| policy | `--algo` | seeds | env steps | basic return | add-on return | total return "
+             "| kept the basic task | wall s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         cells = [f"{r['eval'][k]['mean']:.1f} ± {r['eval'][k]['std']:.1f}"
                  for k in ("basic_return", "addon_return", "total_return")]
+        kept = f"{r['kept']} of {r['seeds']}" if "kept" in r else "—"
         lines.append(f"| {r['label']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | " + " | ".join(cells)
-                     + f" | {r['wall_s']:.0f} |")
+                     + f" | {kept} | {r['wall_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,14 +156,14 @@ def main() -> None:
     beta = args.beta if args.beta is not None else 5 * recipe.alpha
     out = args.out.absolute() / args.task
     machine = device_name()
-    print(f"{args.task}: prior, then {len(recipe.methods(beta, steps))} customizations × {args.seeds} seeds "
-          f"on {machine}", flush=True)
+    methods = recipe.methods(recipe.alpha, beta, steps)
+    print(f"{args.task}: prior, then {len(methods)} customizations × {args.seeds} seeds on {machine}", flush=True)
 
     rows = [train_prior(recipe, args.task, args.prior_steps or steps, out, args.eval_episodes)]
     print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
-    for method in recipe.methods(beta, steps):
+    for method in methods:
         rows.append(customize(method, args.task, recipe, out / "prior", steps, args.seeds, out,
-                              args.eval_episodes))
+                              args.eval_episodes, rows[0]["eval"]["basic_return"]["mean"]))
         print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
 
     table = markdown(rows, args.task, machine)

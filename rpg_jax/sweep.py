@@ -384,7 +384,8 @@ def run_chunk(program: Program, state, members: list[Member], index: int, num_ch
 
 
 def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per grid point, each return's mean ± std over seeds of the members' mean evaluation returns."""
+    """Per grid point, each return's mean ± std over seeds of the members' mean evaluation returns, and how many
+    of its members the episode-end guard warned about (None without a prior)."""
     points: dict[tuple, list[dict[str, Any]]] = {}
     for row in member_rows:
         points.setdefault(tuple(row["point"].items()), []).append(row)
@@ -394,6 +395,7 @@ def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seeds": [row["seed"] for row in rows],
             "eval": {k: {"mean": float(np.mean([row["eval"][k]["mean"] for row in rows])),
                          "std": float(np.std([row["eval"][k]["mean"] for row in rows]))} for k in RETURNS},
+            "guard_warnings": None if rows[0]["guard"] is None else sum(bool(row["guard"]["warning"]) for row in rows),
         }
         for point, rows in points.items()
     ]
@@ -413,9 +415,13 @@ def progress_line(index: int, num_chunks: int, env_steps: int, num_members: int,
 
 
 def format_points(points: list[dict[str, Any]]) -> str:
-    """Markdown: one row per grid point, returns as mean ± std over seeds."""
-    lines = ["| grid point | seeds | basic return | add-on return | total return |", "|---|---:|---:|---:|---:|"]
+    """Markdown: one row per grid point, returns as mean ± std over seeds, and how many of its seeds the
+    episode-end guard warned about (customizations only)."""
+    lines = ["| grid point | seeds | basic return | add-on return | total return | guard warned |",
+             "|---|---:|---:|---:|---:|---:|"]
     for p in points:
         cells = [f"{p['eval'][k]['mean']:.1f} ± {p['eval'][k]['std']:.1f}" for k in RETURNS]
-        lines.append(f"| {point_label(p['point']) or 'defaults'} | {len(p['seeds'])} | " + " | ".join(cells) + " |")
+        warned = "n/a" if p["guard_warnings"] is None else f"{p['guard_warnings']} of {len(p['seeds'])}"
+        lines.append(f"| {point_label(p['point']) or 'defaults'} | {len(p['seeds'])} | " + " | ".join(cells)
+                     + f" | {warned} |")
     return "\n".join(lines)
