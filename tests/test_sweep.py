@@ -264,5 +264,5 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_parameters(tmp_path, 
             np.testing.assert_array_equal(x, y)
     # Members write the summary a single run writes: the same keys.
     single = {"task", "algo", "seeds", "objective", "prior", "status", "env_steps", "wall_s", "compile_s",
-              "steps_per_s", "resumed_after_chunk", "eval"}
+              "steps_per_s", "resumed_after_chunk", "eval", "guard"}
     assert set(checkpoint.read_json(whole / "members" / "000" / "summary.json")) == single
