@@ -74,9 +74,9 @@ def family_fields(overrides: dict, algo: str) -> dict:
 
 def train_prior(task: str, seed: int, steps: int, out: Path, episodes: int, overrides: dict) -> dict:
     recipe = RECIPES[task]
-    flags = {**recipe.common, **recipe.prior.flags, **family_fields(overrides, recipe.prior.algo)}
-    run = RunConfig(task=task, algo=recipe.prior.algo, steps=steps, seed=seed, out=out, quiet=True,
-                    eval_episodes=episodes, **flags)
+    flags = {"steps": steps, **recipe.common, **recipe.prior.flags, **family_fields(overrides, recipe.prior.algo)}
+    run = RunConfig(task=task, algo=recipe.prior.algo, seed=seed, out=out, quiet=True, eval_episodes=episodes,
+                    **flags)
     start = time.perf_counter()
     summary = train.train(run)
     return {"seed": seed, "dir": str(out), "wall_s": time.perf_counter() - start, "eval": summary["eval"]}

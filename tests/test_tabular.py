@@ -183,7 +183,7 @@ def chain_ends(log_pi):
 
 
 def test_on_the_chain_an_exact_prior_keeps_the_basic_task():
-    P, r_basic, r_addon, rho0, terminal = tabular.quit_chain()
+    P, r_basic, r_addon, _, terminal = tabular.quit_chain()
     _, log_pi_full = tabular.soft_value_iteration(P, r_basic + r_addon, CHAIN_GAMMA, CHAIN_ALPHA, terminal=terminal)
     ends, log_pi = chain_customization(chain_prior())
     np.testing.assert_allclose(log_pi, log_pi_full, atol=1e-10)
