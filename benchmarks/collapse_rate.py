@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
 from benchmarks.customization_table import KEPT, RECIPES, Method  # noqa: E402
-from rpg_jax import settings, sweep, train  # noqa: E402
+from rpg_jax import algorithms, settings, sweep, train  # noqa: E402
 from rpg_jax.settings import RunConfig  # noqa: E402
 
 
@@ -66,8 +66,6 @@ def group_overrides(pairs: list[str]) -> dict:
 
 def family_fields(overrides: dict, algo: str) -> dict:
     """The overrides that apply to `algo` (another family's group is left out)."""
-    from rpg_jax import algorithms
-
     family = algorithms.get(algo).family
     return {k: v for k, v in overrides.items() if k not in settings.FAMILY_SETTINGS or k == family}
 
@@ -159,7 +157,8 @@ def main() -> None:
                         help="a setting of the priors, e.g. temperature=0.1 (repeatable; other priors, other dirs)")
     parser.add_argument("--tag", default="", help="suffix of the result files (a variant of the defaults)")
     parser.add_argument("--eval-episodes", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=Path("runs/collapse"))
+    parser.add_argument("--out", type=Path, default=Path("runs/collapse"),
+                        help="run directories; priors found here (<task>/priors*/s<seed>) are reused, not retrained")
     args = parser.parse_args()
 
     recipe = RECIPES[args.task]

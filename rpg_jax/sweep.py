@@ -395,7 +395,8 @@ def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seeds": [row["seed"] for row in rows],
             "eval": {k: {"mean": float(np.mean([row["eval"][k]["mean"] for row in rows])),
                          "std": float(np.std([row["eval"][k]["mean"] for row in rows]))} for k in RETURNS},
-            "guard_warnings": None if rows[0]["guard"] is None else sum(bool(row["guard"]["warning"]) for row in rows),
+            "guard_warnings": None if rows[0]["guard"] is None
+            else sum(bool(row["guard"]["warning"]) for row in rows),
         }
         for point, rows in points.items()
     ]

@@ -95,7 +95,8 @@ def residual_soft_q_iteration(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Residual soft Q-iteration (Li et al., 2023, Residual Q-Learning), which never sees the basic reward:
 
-        Q_R(s,a) = r_R(s,a) + γ·E_s'[ α̂·log Σ_a' exp((Q_R(s',a') + ω'·log π(a'|s')) / α̂) ]  (0 at a terminal s')
+        Q_R(s,a) = r_R(s,a) + γ·E_s'[ α̂·log Σ_a' exp((Q_R(s',a') + ω'·log π(a'|s')) / α̂) ]
+        (the expectation's term is 0 at a terminal s')
         log π̂(a|s) = log softmax_a((Q_R(s,a) + ω'·log π(a|s)) / α̂)
 
     Returns:
@@ -186,7 +187,7 @@ def quit_chain(num_states: int = 6, *, slip: float = 0.2, alive_reward: float = 
     `alive_reward` for every step that does not quit (cartpole's +1 for staying up); the add-on reward is a
     per-step penalty −addon_penalty·s/(N−1), zero at state 0 (cartpole's −|x|/2.4: keep the cart at the centre).
     With the basic reward weighted in (ω = 1), staying is always better than quitting; on the add-on reward
-    alone, quitting at once is.
+    alone, quitting is (slips keep pushing the chain off state 0, where every step costs).
 
     Returns:
       (P, r_basic, r_addon, rho0, terminal): rho0 starts at state 0.

@@ -75,7 +75,7 @@ def test_a_sweep_reports_the_guard_per_member(cartpole_prior, tmp_path, capsys):
     member = json.loads((out / "members" / "000" / "summary.json").read_text())
     assert member["guard"] == summary["members"][0]["guard"]
     (line,) = [line for line in captured.err.splitlines() if "warning" in line]
-    assert line.startswith("rpg-jax: warning: member 0 (seed 0, ω' = 0.01): the customized policy may have given"), line
+    assert line.startswith("rpg-jax: warning: member 0 (seed 0, ω' = 0.01): the customized policy may have"), line
 
 
 def test_a_sac_prior_is_customized_by_residual_ppo(mountaincar_prior, tmp_path):
