@@ -52,7 +52,7 @@ def group_overrides(pairs: list[str]) -> dict:
     fields, groups = {}, {}
     for pair in pairs:
         name, _, text = pair.partition("=")
-        value = json.loads(text) if text not in ("", None) and text[0] in "-0123456789tf[" else text
+        value = json.loads(text) if text and text[0] in "-0123456789tf[" else text  # numbers, booleans, lists
         if "." in name:
             group, field = name.split(".", 1)
             groups.setdefault(group, {})[field] = value

@@ -168,10 +168,10 @@ def chain_customization(log_pi_prior, prior_weight=CHAIN_ALPHA):
     return tabular.episode_ends(P, rho0, log_pi, LIMIT, terminal), log_pi
 
 
-def chain_prior(temperature=CHAIN_ALPHA, noise=0.0, seed=0):
+def chain_prior(temperature=CHAIN_ALPHA, noise=0.0, seed=0, slip=0.2):
     """The basic task's soft-optimal Q at α = CHAIN_ALPHA, read as a policy at `temperature`, with `noise` added
     to Q: an exact prior, one broader than its values (the wrong temperature), or one with errors."""
-    P, r_basic, _, _, terminal = tabular.quit_chain()
+    P, r_basic, _, _, terminal = tabular.quit_chain(slip=slip)
     q, _ = tabular.soft_value_iteration(P, r_basic, CHAIN_GAMMA, CHAIN_ALPHA, terminal=terminal)
     q = q + noise * np.random.default_rng(seed).normal(size=q.shape)
     return q / temperature - np.log(np.sum(np.exp(q / temperature), axis=1, keepdims=True))
@@ -219,7 +219,7 @@ def test_the_mechanism_a_broad_prior_undercharges_quitting():
     P, r_basic, r_addon, _, terminal = tabular.quit_chain(slip=0.0)
     far = len(terminal) - 2
     q, log_pi = tabular.soft_value_iteration(P, r_basic, CHAIN_GAMMA, CHAIN_ALPHA, terminal=terminal)
-    broad = q / (2 * CHAIN_ALPHA) - np.log(np.sum(np.exp(q / (2 * CHAIN_ALPHA)), axis=1, keepdims=True))
+    broad = chain_prior(temperature=2 * CHAIN_ALPHA, slip=0.0)
 
     def discounted(reward, actions):
         """Σ_t γ^t reward(s_t, a_t) from the far end, following the deterministic chain until the terminal."""
