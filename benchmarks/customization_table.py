@@ -8,6 +8,7 @@ Writes `results/customization_<task>_<device>.{json,md,png}`.
     python benchmarks/customization_table.py --task inverted_pendulum --seeds 3
     python benchmarks/customization_table.py --task cartpole --seeds 3
     python benchmarks/customization_table.py --task mountaincar --seeds 3
+    python benchmarks/customization_table.py --task cheetah --seeds 3   # hopper, ant: the same
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
-from rpg_jax import algorithms, sweep, train  # noqa: E402
+from rpg_jax import algorithms, envs, evaluation, rundir, sweep, train  # noqa: E402
 from rpg_jax.settings import RunConfig  # noqa: E402
 from rpg_jax.plotting import save_return_bars  # noqa: E402
 
@@ -54,6 +55,7 @@ class Recipe:
     steps: int
     methods: callable  # (alpha, beta, steps) -> list[Method]: α the prior's temperature
     common: dict = dataclasses.field(default_factory=dict)
+    prior_steps: int | None = 0  # 0: the customizations' steps; None: the task's preset
 
 
 def continuous_methods(full: Method, sac_steps: int | None = None):
@@ -67,6 +69,12 @@ def continuous_methods(full: Method, sac_steps: int | None = None):
         ]
 
     return methods
+
+
+def locomotion_methods(alpha: float, beta: float, steps: int) -> list[Method]:
+    """RPG's locomotion rows: the PPO family only."""
+    return [m for m in continuous_methods(Method("Full PPO (knows r)", "full_ppo"))(alpha, beta, steps)
+            if m.algo != "residual_sac"]
 
 
 def cartpole_methods(alpha: float, beta: float, steps: int) -> list[Method]:
@@ -93,16 +101,30 @@ RECIPES = {
     "cartpole": Recipe(
         Method("prior: soft DQN (α = 1)", "soft_dqn", {"temperature": 1.0}), 1.0, 100_000, cartpole_methods,
     ),
+    **{task: Recipe(Method("prior: Soft PPO (α = 0.2)", "soft_ppo", {"temperature": 0.2}), 0.2, 2_000_000,
+                    locomotion_methods, prior_steps=None)
+       for task in ("cheetah", "hopper", "ant")},
 }
 
 
-def train_prior(recipe: Recipe, task: str, steps: int, out: Path, episodes: int) -> dict:
+def train_prior(recipe: Recipe, task: str, steps: int | None, out: Path, episodes: int) -> dict:
     run = RunConfig(task=task, algo=recipe.prior.algo, steps=steps, out=out / "prior", quiet=True,
-                          eval_episodes=episodes, **recipe.common, **recipe.prior.flags)
+                    eval_episodes=episodes, **recipe.common, **recipe.prior.flags)
     start = time.perf_counter()
     summary = train.train(run)
     return {"label": recipe.prior.label, "algo": recipe.prior.algo, "seeds": 1, "env_steps": summary["env_steps"],
             "wall_s": time.perf_counter() - start, "eval": summary["eval"], "spread": "episodes"}
+
+
+def fidelity(task: str, prior: Path, episodes: int) -> dict | None:
+    """The prior's deterministic returns on the task's solver settings and on its model's own, same starts."""
+    if envs.get_task(task).physics is None:
+        return None
+    _, policy = rundir.load_run_policy(prior)
+    key = evaluation.evaluation_key(0)
+    on = {physics: evaluation.evaluate_policy(policy, task, key, episodes, physics)["basic_return"]
+          for physics in ("task", "model")}
+    return {**on, "ratio": on["model"]["mean"] / on["task"]["mean"], "solver": envs.get_task(task).physics.options()}
 
 
 def customize(method: Method, task: str, recipe: Recipe, prior: Path, steps: int, seeds: int, out: Path,
@@ -145,7 +167,7 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(RECIPES), default="inverted_pendulum")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None, help="env steps per customization (default: per task)")
-    parser.add_argument("--prior-steps", type=int, default=None, help="env steps of the prior (default: --steps)")
+    parser.add_argument("--prior-steps", type=int, default=None, help="env steps of the prior (default: --steps; on locomotion tasks, the task preset)")
     parser.add_argument("--beta", type=float, default=None, help="KL coefficient (default: 5 × the prior's α)")
     parser.add_argument("--eval-episodes", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("runs/table"))
@@ -159,14 +181,24 @@ def main() -> None:
     methods = recipe.methods(recipe.alpha, beta, steps)
     print(f"{args.task}: prior, then {len(methods)} customizations × {args.seeds} seeds on {machine}", flush=True)
 
-    rows = [train_prior(recipe, args.task, args.prior_steps or steps, out, args.eval_episodes)]
+    prior_steps = args.prior_steps or (steps if recipe.prior_steps == 0 else recipe.prior_steps)
+    rows = [train_prior(recipe, args.task, prior_steps, out, args.eval_episodes)]
     print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
+    checked = fidelity(args.task, out / "prior", args.eval_episodes)
+    if checked:
+        print(f"fidelity: the prior's basic return {checked['task']['mean']:.1f} with {checked['solver']}, "
+              f"{checked['model']['mean']:.1f} with the model's own settings: {checked['ratio']:.3f}", flush=True)
     for method in methods:
         rows.append(customize(method, args.task, recipe, out / "prior", steps, args.seeds, out,
                               args.eval_episodes, rows[0]["eval"]["basic_return"]["mean"]))
         print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
 
     table = markdown(rows, args.task, machine)
+    if checked:
+        table += (f"\nSolver fidelity: the prior, trained with {checked['solver']}, returns "
+                  f"{checked['task']['mean']:.1f} ± {checked['task']['std']:.1f} there and "
+                  f"{checked['model']['mean']:.1f} ± {checked['model']['std']:.1f} on the model's own settings "
+                  f"(ratio {checked['ratio']:.3f}), same evaluation starts.\n")
     print("\n" + table)
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"customization_{args.task}_{device_slug()}"
@@ -174,7 +206,7 @@ def main() -> None:
     stem.with_suffix(".json").write_text(json.dumps({
         "task": args.task, "device": machine, "jax": jax.__version__,
         "date": datetime.date.today().isoformat(), "seeds": args.seeds, "beta": beta,
-        "prior_alpha": recipe.alpha, "rows": rows,
+        "prior_alpha": recipe.alpha, "rows": rows, "fidelity": checked,
     }, indent=2) + "\n")
     save_return_bars(rows, stem.with_suffix(".png"),
                      f"{args.task}: mean ± std over {args.seeds} seeds\n{machine}")

@@ -74,7 +74,7 @@ def _residual_objective(run, prior: Prior) -> objective_lib.Objective:
 
 def _ppo(name: str, make_objective, *, reads=(), prior=False, entropy_bonus=False, **defaults) -> Algorithm:
     """A PPO-family algorithm: the actor starts as the prior when there is one; critic warm-up then."""
-    reads = frozenset(reads) | ({"prior"} if prior else {"policy_hidden"})
+    reads = frozenset(reads) | ({"prior", "prior_temperature"} if prior else {"policy_hidden"})
     ignores = frozenset() if entropy_bonus else frozenset({"ppo.entropy_cost"})
     defaults = {"ppo.entropy_cost": 1e-3 if entropy_bonus else 0.0,
                 "ppo.critic_warmup_steps": 20_480 if prior else 0, **defaults}
@@ -83,7 +83,7 @@ def _ppo(name: str, make_objective, *, reads=(), prior=False, entropy_bonus=Fals
 
 
 def _sac(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Algorithm:
-    reads = frozenset(reads) | {"policy_hidden"} | ({"prior"} if prior else set())
+    reads = frozenset(reads) | {"policy_hidden"} | ({"prior", "prior_temperature"} if prior else set())
     ignores = frozenset() if prior else frozenset(
         {"sac.init_from_prior", "sac.prior_weight_warmup_factor", "sac.prior_weight_warmup_steps"})
     return Algorithm(name, "sac", make_objective, needs_prior=prior, reads=reads, ignores=ignores,
@@ -96,7 +96,7 @@ def _dqn(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Alg
     epsilon = {"dqn.epsilon_start": 0.1, "dqn.epsilon_end": 0.01} if prior else {
         "dqn.epsilon_start": 1.0, "dqn.epsilon_end": 0.04}
     return Algorithm(name, "dqn", make_objective, needs_prior=prior, reads=frozenset(reads) | (
-        {"prior"} if prior else set()), defaults={**epsilon, **defaults})
+        {"prior", "prior_temperature"} if prior else set()), defaults={**epsilon, **defaults})
 
 
 def _soft(run, prior) -> objective_lib.Objective:

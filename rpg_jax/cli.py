@@ -52,11 +52,11 @@ def render_videos(args: Render) -> str:
 
     runs, labels = [args.run_dir, *args.compare], [args.run_dir.name, *(p.name for p in args.compare)]
     if args.with_prior:
-        prior = rundir.prior_of(args.run_dir)
-        if not prior:
+        if not rundir.prior_of(args.run_dir):
             raise UserError(f"{args.run_dir} customized no prior: drop --with-prior")
-        runs, labels = [prior, *runs], ["prior", *labels]
-    result = render.render(runs, args.out, args.steps, args.width, args.height, args.fps, args.seed, labels)
+        labels = ["prior", *labels]
+    result = render.render(runs, args.out, args.steps, args.width, args.height, args.fps, args.seed, labels,
+                           with_prior=args.with_prior)
     return f"wrote {result['path']}: {result['frames']} frames of {result['task']} ({', '.join(labels)})"
 
 

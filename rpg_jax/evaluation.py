@@ -64,16 +64,18 @@ def summarize(returns: dict[str, chex.Array]) -> dict[str, dict[str, float]]:
     return {name: {"mean": float(np.mean(v)), "std": float(np.std(v))} for name, v in returns.items()}
 
 
-def evaluate_policy(policy: Prior, task: str, key: chex.PRNGKey, episodes: int) -> dict[str, dict[str, float]]:
-    """Deterministic returns of a policy on a task: {name: {mean, std}} over episodes."""
-    return summarize(jax.device_get(_deterministic_episodes(task, episodes)(policy, key)))
+def evaluate_policy(policy: Prior, task: str, key: chex.PRNGKey, episodes: int,
+                    physics: str = "task") -> dict[str, dict[str, float]]:
+    """Deterministic returns of a policy on a task: {name: {mean, std}} over episodes. `physics="model"`
+    evaluates on the model's own solver settings instead of the task's (`envs.make`)."""
+    return summarize(jax.device_get(_deterministic_episodes(task, episodes, physics)(policy, key)))
 
 
 @functools.lru_cache(maxsize=None)
-def _deterministic_episodes(task: str, episodes: int) -> Callable:
-    """One jitted evaluation per task and episode count: policies of the same structure share its compilation
-    (a customization's guard evaluates its prior too)."""
-    env = envs.make(task)
+def _deterministic_episodes(task: str, episodes: int, physics: str = "task") -> Callable:
+    """One jitted evaluation per task, episode count and physics: policies of the same structure share its
+    compilation (a customization's guard evaluates its prior too)."""
+    env = envs.make(task, physics=physics)
     episode_length = envs.get_task(task).episode_length
     return jax.jit(
         lambda policy, key: episode_returns(env, lambda obs, _: policy.act(obs), key, episodes, episode_length))

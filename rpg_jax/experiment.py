@@ -149,7 +149,8 @@ def make_train(run: RunConfig) -> Experiment:
     run = settings.resolve(run)
     env = envs.make(run.task)
     check_action_space(algo, run.task, env)
-    prior = rundir.load_prior_for_task(run.prior, run.task, env) if run.prior is not None else None
+    prior = (rundir.load_prior_for_task(run.prior, run.task, env, run.prior_temperature)
+             if run.prior is not None else None)
     objective = algorithms.make_objective(algo, run, prior)
     config = settings.agent_config(run, algo)
     hyper = settings.agent_hyper(run, algo, objective, env)

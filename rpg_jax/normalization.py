@@ -15,12 +15,14 @@ class Normalizer:
     """Running statistics of observations (Chan et al.'s parallel Welford update).
 
     `count == 0` means "never updated" (agents that do not normalize, such as SAC and DQN, keep it so):
-    normalize() is then the identity.
+    normalize() is then the identity. `clip` bounds normalized observations (None: unbounded, as a prior
+    imported from Brax was trained).
     """
 
     mean: chex.Array
     var: chex.Array
     count: chex.Array
+    clip: float | None = struct.field(pytree_node=False, default=CLIP)
 
 
 def init(obs_size: int) -> Normalizer:
@@ -42,9 +44,12 @@ def update(normalizer: Normalizer, batch: chex.Array) -> Normalizer:
     mean = normalizer.mean + delta * n / total
     # With count 0 the prior var (ones) carries zero weight, so the first update is exact.
     m2 = normalizer.var * normalizer.count + batch_var * n + delta**2 * normalizer.count * n / total
-    return Normalizer(mean=mean, var=m2 / total, count=total)
+    return normalizer.replace(mean=mean, var=m2 / total, count=total)
 
 
 def normalize(normalizer: Normalizer, obs: chex.Array) -> chex.Array:
     std = jnp.sqrt(jnp.maximum(normalizer.var, STD_MIN**2))
-    return jnp.where(normalizer.count > 0, jnp.clip((obs - normalizer.mean) / std, -CLIP, CLIP), obs)
+    normalized = (obs - normalizer.mean) / std
+    if normalizer.clip is not None:
+        normalized = jnp.clip(normalized, -normalizer.clip, normalizer.clip)
+    return jnp.where(normalizer.count > 0, normalized, obs)

@@ -175,8 +175,9 @@ def labelled(frame: np.ndarray, text: str) -> np.ndarray:
 
 
 def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, height: int = 240,
-           fps: int = 30, seed: int = 0, labels: list[str] | None = None) -> dict:
-    """Renders each run's policy from the same initial state, side by side, into `out` (.mp4 or .gif).
+           fps: int = 30, seed: int = 0, labels: list[str] | None = None, with_prior: bool = False) -> dict:
+    """Renders each run's policy from the same initial state, side by side, into `out` (.mp4 or .gif);
+    `with_prior`: the prior the first run customized comes first (a rpg_jax run or a Brax checkpoint).
 
     Returns {"frames", "path", "task"}. All runs must share a task.
     """
@@ -185,14 +186,14 @@ def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, 
         raise UserError(f"--out {out.name}: the video must end in {' or '.join(VIDEO_SUFFIXES)}")
     if steps < 1 or width < 16 or height < 16 or fps < 1:
         raise UserError("--steps and --fps must be positive, --width and --height at least 16 pixels")
-    loaded = [rundir.load_run_policy(d) for d in run_dirs]
+    loaded = [rundir.load_prior_of(run_dirs[0])] * with_prior + [rundir.load_run_policy(d) for d in run_dirs]
     tasks = {task for task, _ in loaded}
     if len(tasks) > 1:
         raise UserError(f"runs to show side by side must share a task; got {', '.join(sorted(tasks))}")
     task = tasks.pop()
     key = jax.random.PRNGKey(seed)
     trajectories = [rollout(task, policy, key, steps) for _, policy in loaded]
-    labels = labels or [Path(d).name for d in run_dirs]
+    labels = labels or ["prior"] * with_prior + [Path(d).name for d in run_dirs]
     film = film_for(task, width, height)
     try:
         length = max(len(t) for t in trajectories)

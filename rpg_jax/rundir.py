@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rpg_jax import checkpoint, envs, normalization, settings
+from rpg_jax import brax_import, checkpoint, envs, normalization, settings
 from rpg_jax.errors import UserError
 from rpg_jax.networks import SoftQPolicySpec, policy_spec_from_dict
 from rpg_jax.prior import Prior
@@ -128,7 +128,10 @@ def train_state_dir(run_dir: Path) -> Path:
 
 def policy_metadata(policy: Prior) -> dict[str, Any]:
     """What config.json must hold for a run directory to serve as a prior."""
-    return {"policy": policy.spec.to_dict(), "temperature": float(policy.temperature)}
+    # A policy started from an imported prior keeps its unclipped normalizer (`brax_import`).
+    clip = policy.normalizer.clip
+    return {"policy": policy.spec.to_dict(), "temperature": float(policy.temperature),
+            **({} if clip == normalization.CLIP else {"normalizer_clip": clip})}
 
 
 def save_policy(run_dir: Path, record: dict[str, Any], policy: Prior) -> None:
@@ -179,17 +182,28 @@ def load_prior(
             raise UserError(f"{run_dir} is a residual policy but names no prior of its own")
         base = load_prior(base_dir, task=task, obs_size=obs_size, action_size=action_size,
                           discrete_actions=discrete_actions)
-    template = {"params": spec.init(jax.random.PRNGKey(0)), "normalizer": normalization.init(obs_size)}
+    normalizer = normalization.init(obs_size).replace(clip=config.get("normalizer_clip", normalization.CLIP))
+    template = {"params": spec.init(jax.random.PRNGKey(0)), "normalizer": normalizer}
     tree = jax.tree.map(jnp.asarray, checkpoint.restore(run_dir / POLICY, template))
     return Prior(params=tree["params"], normalizer=tree["normalizer"], spec=spec,
                  temperature=float(config.get("temperature", 0.0)), task=task, base=base)
 
 
-def load_prior_for_task(run_dir: str | Path, task: str, env: Any = None) -> Prior:
-    """The policy of `run_dir` as a prior for `task`, its sizes checked against the task's env."""
+def load_prior_for_task(run_dir: str | Path, task: str, env: Any = None, temperature: float | None = None) -> Prior:
+    """The policy of `run_dir` as a prior for `task`, its sizes checked against the task's env.
+
+    `run_dir` is a run directory, or a Brax PPO checkpoint (`brax_import`), whose temperature α must then be
+    given: a run directory records its own, and `temperature` is refused there.
+    """
     env = envs.make(task) if env is None else env
-    return load_prior(run_dir, task=task, obs_size=env.observation_size, action_size=env.action_size,
-                      discrete_actions=envs.discrete_actions(env))
+    sizes = dict(task=task, obs_size=env.observation_size, action_size=env.action_size,
+                 discrete_actions=envs.discrete_actions(env))
+    if brax_import.checkpoint_step(run_dir) is not None:
+        return brax_import.load_ppo_prior(run_dir, temperature=temperature, **sizes)
+    if temperature is not None:
+        raise UserError(f"--prior-temperature is for priors trained elsewhere; {run_dir} is a rpg_jax run, which "
+                        "records its own temperature")
+    return load_prior(run_dir, **sizes)
 
 
 def load_run_policy(run_dir: str | Path) -> tuple[str, Prior]:
@@ -199,6 +213,17 @@ def load_run_policy(run_dir: str | Path) -> tuple[str, Prior]:
         raise UserError(f"{run_dir}/{CONFIG} names no task; is it a run directory?")
     task = envs.get_task(config["task"]).name
     return task, load_prior_for_task(run_dir, task)
+
+
+def load_prior_of(run_dir: str | Path) -> tuple[str, Prior]:
+    """The task and the prior a customized run trained from, loaded as the run loaded it (a Brax checkpoint at
+    the run's --prior-temperature)."""
+    config = read_config(run_dir)
+    run = config.get("run", {})
+    if not run.get("prior"):
+        raise UserError(f"{run_dir} customized no prior")
+    task = envs.get_task(config["task"]).name
+    return task, load_prior_for_task(run["prior"], task, temperature=run.get("prior_temperature"))
 
 
 def prior_of(run_dir: str | Path) -> Path | None:

@@ -203,7 +203,10 @@ class RunConfig:
     algo: AlgoName = "ppo"
     """Algorithm."""
     prior: Path | None = None
-    """Run directory of the prior policy (residual, KL and greedy algorithms)."""
+    """The prior policy (residual, KL and greedy algorithms): a rpg_jax run directory, or a Brax PPO checkpoint
+    directory (Brax's or MuJoCo Playground's training writes one; needs --prior-temperature)."""
+    prior_temperature: float | None = None
+    """α of a prior trained elsewhere (a Brax checkpoint records none); ω' and α̂ default to it."""
     prior_weight: float | None = None
     """ω', weight of log π_prior in the reward (default: the prior's temperature α, i.e. ω = 1)."""
     temperature: float | None = None

@@ -11,6 +11,7 @@ from brax.envs.base import Env
 from brax.envs.wrappers.training import EpisodeWrapper
 
 from rpg_jax.envs.classic import CartPole, MountainCarContinuous
+from rpg_jax.envs.playground import PlaygroundEnv
 from rpg_jax.envs.customization import (
     AddonReward,
     CustomizationWrapper,
@@ -21,12 +22,30 @@ from rpg_jax.errors import unknown_name
 
 
 @dataclasses.dataclass(frozen=True)
+class Physics:
+    """MJX solver options a task trains with in place of its model's own; `None` keeps the model's value.
+
+    Chosen by measurement (`benchmarks/locomotion_speed.py`): a policy trained with them keeps at least 90% of
+    its return on the model's own settings (`make(..., physics="model")`); `fidelity` says what was measured.
+    """
+
+    iterations: int | None = None
+    ls_iterations: int | None = None
+    fidelity: str = ""
+
+    def options(self) -> dict[str, int]:
+        return {k: v for k, v in (("iterations", self.iterations), ("ls_iterations", self.ls_iterations))
+                if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
     """A customization task.
 
     Attributes:
       name: registry name.
-      make_base: builds the underlying Brax env (its own reward is the basic reward r).
+      make_base: builds the underlying env with its model's own physics settings (its own reward is the
+        basic reward r): Brax's, or Playground's behind `PlaygroundEnv`.
       addon_reward: r_R(next_obs, action) for one transition.
       episode_length: time limit; reaching it is a truncation, not a termination.
       description: the add-on requirement in words.
@@ -35,6 +54,8 @@ class Task:
       presets: per agent family ("ppo", "sac", "dqn"), settings this task overrides in the family's
         defaults: "num_envs", "learning_rate", "policy_hidden", "iterations_per_chunk", "steps". Flags
         override presets (`rpg_jax.settings.resolve`).
+      physics: the MJX solver options it trains with, if not its model's own.
+      source: where the base env comes from: "brax", "playground" or "rpg_jax".
     """
 
     name: str
@@ -44,10 +65,16 @@ class Task:
     description: str
     terminal: str = "failure"
     presets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    physics: Physics | None = None
+    source: str = "rpg_jax"
 
 
 def _mjx(name: str, **kwargs) -> Callable[[], Env]:
     return lambda: brax_envs.get_environment(name, backend="mjx", **kwargs)
+
+
+def _playground(name: str) -> Callable[[], Env]:
+    return lambda: PlaygroundEnv(name)
 
 
 def cart_target_reward(obs, action, target: float = 0.5, width: float = 0.25):
@@ -60,6 +87,8 @@ def cart_target_reward(obs, action, target: float = 0.5, width: float = 0.25):
     return jnp.exp(-0.5 * ((obs[0] - target) / width) ** 2)
 
 
+HOPPER_FIDELITY = "measured by benchmarks/customization_table.py --task hopper (fidelity row)"
+
 TASKS: dict[str, Task] = {
     task.name: task
     for task in [
@@ -69,13 +98,25 @@ TASKS: dict[str, Task] = {
             cart_target_reward,
             1000,
             "balance the pole with the cart held near x = +0.5 (fast task for tests and the demo)",
+            source="brax",
         ),
         Task(
             "halfcheetah",
             _mjx("halfcheetah"),
             lambda obs, action: -10.0 * jnp.abs(obs[7]),
             1000,
-            "run forward keeping the front foot level: r_R = -10·|obs[7]|",
+            "run forward keeping the front foot level: r_R = -10·|obs[7]| (Brax's env, its default solver)",
+            source="brax",
+        ),
+        Task(
+            "cheetah",
+            _playground("CheetahRun"),
+            lambda obs, action: -jnp.abs(obs[7]),
+            1000,
+            "run forward keeping the front foot level: r_R = −|obs[7]| (Playground's CheetahRun; its reward "
+            "is speed/10 up to 10 m/s, so halfcheetah's −10·|obs[7]| is scaled by the same 1/10)",
+            source="playground",
+            presets={"ppo": {"num_envs": 128, "steps": 3_000_000}},
         ),
         Task(
             "hopper",
@@ -83,13 +124,19 @@ TASKS: dict[str, Task] = {
             lambda obs, action: 10.0 * (obs[0] - 1.0),
             1000,
             "hop with the torso high: r_R = 10·(obs[0] − 1)",
+            source="brax",
+            presets={"ppo": {"num_envs": 128, "steps": 2_000_000}},
+            physics=Physics(iterations=1, ls_iterations=4, fidelity=HOPPER_FIDELITY),
         ),
         Task(
             "ant",
             _mjx("ant", healthy_z_range=(0.2, 10.0)),
             lambda obs, action: -obs[14],
             1000,
-            "walk forward while also moving sideways: r_R = −obs[14] = −v_y",
+            "walk forward while also moving sideways: r_R = −obs[14] = −v_y (Brax's MJX ant already solves "
+            "with 1 iteration and 4 line-search iterations)",
+            source="brax",
+            presets={"ppo": {"num_envs": 128, "steps": 3_000_000}},
         ),
         Task(
             "cartpole",
@@ -121,13 +168,31 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def make(name: str, episode_length: int | None = None) -> Env:
+def make_base(name: str, physics: str = "task") -> Env:
+    """A task's base env with the task's physics settings ("task"), or with its model's own ("model")."""
+    task = get_task(name)
+    env = task.make_base()
+    if physics == "task" and task.physics is not None:
+        env.sys = env.sys.replace(opt=env.sys.opt.replace(**task.physics.options()))
+    elif physics not in ("task", "model"):
+        raise ValueError(f"physics must be 'task' or 'model', not {physics!r}")
+    return env
+
+
+def mj_model(name: str):
+    """The MuJoCo model of a MuJoCo task (for rendering)."""
+    base = get_task(name).make_base()
+    return base.mj_model if isinstance(base, PlaygroundEnv) else base.sys.mj_model
+
+
+def make(name: str, episode_length: int | None = None, physics: str = "task") -> Env:
     """The training env of a task, unbatched: customization metrics, time limit, auto-reset.
 
     `info['truncation']` marks time limits, `info['final_obs']` the observation reached before a reset.
+    `physics="model"` builds it with its model's own solver settings instead of the task's (fidelity checks).
     Batch it with `jax.vmap(env.reset)` / `jax.vmap(env.step)`.
     """
     task = get_task(name)
-    env = CustomizationWrapper(task.make_base(), task.addon_reward)
+    env = CustomizationWrapper(make_base(name, physics), task.addon_reward)
     env = EpisodeWrapper(env, episode_length or task.episode_length, action_repeat=1)
     return ShapedAutoResetWrapper(FinalObservationWrapper(env))

@@ -1,0 +1,125 @@
+"""Priors trained elsewhere: a Brax PPO checkpoint (what `brax.training.agents.ppo.checkpoint.save` writes, and
+MuJoCo Playground's training with it) read as a `Prior`.
+
+    <dir>/<step:012d>/               orbax PyTree [RunningStatisticsState, policy params, value params]
+    <dir>/<step:012d>/ppo_network_config.json   network_factory_kwargs, normalize_observations, sizes
+
+`--prior` may name a step directory or the directory above it (its newest step is taken). Brax's default PPO
+policy is exactly rpg_jax's tanh-Gaussian policy: an MLP to 2·action_size outputs, loc and softplus(scale) +
+0.001, tanh-squashed; its Dense layers are renamed (`hidden_i` -> `Dense_i`) and its normalizer, (obs − mean) /
+std with no clipping, is kept as trained. A checkpoint carries no temperature: the caller gives it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rpg_jax import normalization
+from rpg_jax.errors import UserError
+from rpg_jax.networks import ACTIVATIONS, PolicySpec
+from rpg_jax.prior import Prior
+
+CONFIG = "ppo_network_config.json"
+BRAX_DEFAULT_HIDDEN = (32, 32, 32, 32)  # brax.training.agents.ppo.networks.make_ppo_networks
+BRAX_DEFAULT_ACTIVATION = "swish"
+BRAX_MIN_STD = 1e-3  # brax.training.distribution.NormalTanhDistribution
+
+
+def checkpoint_step(path: str | Path) -> Path | None:
+    """The Brax PPO checkpoint step directory `path` names (itself, or its newest step), or None."""
+    path = Path(path)
+    if (path / CONFIG).is_file():
+        return path
+    steps = sorted(p for p in path.glob("[0-9]" * 12) if (p / CONFIG).is_file()) if path.is_dir() else []
+    return steps[-1] if steps else None
+
+
+def load_ppo_prior(path: str | Path, *, task: str, obs_size: int, action_size: int, temperature: float | None,
+                   discrete_actions: int | None = None) -> Prior:
+    """The policy of a Brax PPO checkpoint as a prior for `task` at temperature α = `temperature`."""
+    step = checkpoint_step(path)
+    if step is None:
+        raise UserError(f"{path} holds no Brax PPO checkpoint ({CONFIG} not found in it or a step directory)")
+    if temperature is None:
+        raise UserError(f"prior {path} is a Brax PPO checkpoint, which records no temperature: pass "
+                        "--prior-temperature α (the entropy weight it was trained with; ω' and α̂ default to it)")
+    if not (temperature >= 0 and np.isfinite(temperature)):
+        raise UserError(f"--prior-temperature must be a finite number ≥ 0, got {temperature}")
+    config = json.loads((step / CONFIG).read_text())
+    spec = _policy_spec(config, step)
+    if discrete_actions is not None or spec.action_size != action_size:
+        wanted = f"{discrete_actions} discrete actions" if discrete_actions else f"actions of size {action_size}"
+        raise UserError(f"Brax checkpoint {step} has actions of size {spec.action_size}, but task {task!r} has "
+                        f"{wanted}")
+    if spec.obs_size != obs_size:
+        raise UserError(f"Brax checkpoint {step} expects observations of size {spec.obs_size}, but task {task!r} "
+                        f"gives {obs_size}")
+    statistics, policy_params = _restore(step)
+    params = {"params": {name.replace("hidden_", "Dense_"): layer
+                         for name, layer in policy_params["params"].items()}}
+    _check_shapes(params, spec, step)
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    return Prior(params, _normalizer(statistics, config, obs_size), spec, float(temperature), task)
+
+
+def _policy_spec(config: dict, step: Path) -> PolicySpec:
+    kwargs = config.get("network_factory_kwargs", {})
+    distribution = kwargs.get("distribution_type", "tanh_normal")
+    if distribution != "tanh_normal":
+        raise UserError(f"Brax checkpoint {step} has a {distribution!r} policy; rpg_jax customizes tanh-Gaussian "
+                        "policies (distribution_type='tanh_normal', Brax's default)")
+    if kwargs.get("policy_obs_key", "state") != "state" or not isinstance(config.get("observation_size"), int):
+        raise UserError(f"Brax checkpoint {step} takes structured observations {config.get('observation_size')}; "
+                        "rpg_jax's priors take one flat vector")
+    if kwargs.get("layer_norm"):
+        raise UserError(f"Brax checkpoint {step} uses layer norm in its policy, which rpg_jax's MLP does not have")
+    activation = {"silu": "swish"}.get(kwargs.get("activation", BRAX_DEFAULT_ACTIVATION),
+                                       kwargs.get("activation", BRAX_DEFAULT_ACTIVATION))
+    if activation not in ACTIVATIONS:
+        raise UserError(f"Brax checkpoint {step} uses activation {activation!r}; rpg_jax supports "
+                        f"{', '.join(sorted(ACTIVATIONS))}")
+    hidden = tuple(kwargs.get("policy_hidden_layer_sizes", BRAX_DEFAULT_HIDDEN))
+    return PolicySpec(int(config["observation_size"]), int(config["action_size"]), hidden, activation,
+                      min_scale=BRAX_MIN_STD)
+
+
+def _restore(step: Path) -> tuple[dict, dict]:
+    """(normalizer statistics, policy params) as NumPy, read with orbax as `brax.training.checkpoint.load`
+    does."""
+    from orbax import checkpoint as ocp
+
+    checkpointer = ocp.PyTreeCheckpointer()
+    metadata = checkpointer.metadata(step).item_metadata
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
+    try:
+        target = checkpointer.restore(step, ocp.args.PyTreeRestore(restore_args=restore_args), item=None)
+    except Exception as e:  # a damaged or foreign checkpoint: say which, not orbax's internals
+        raise UserError(f"could not read Brax checkpoint {step}: {type(e).__name__}: {e}") from None
+    if not isinstance(target, (list, tuple)) or len(target) < 2:
+        raise UserError(f"Brax checkpoint {step} is not [normalizer, policy, value] as Brax PPO saves it")
+    return target[0], target[1]
+
+
+def _normalizer(statistics: dict, config: dict, obs_size: int) -> normalization.Normalizer:
+    if not config.get("normalize_observations", False):
+        return normalization.init(obs_size)  # count 0: the identity, as Brax's `lambda x, y: x`
+    count = statistics["count"]
+    if isinstance(count, dict):  # UInt64 saved as {"hi", "lo"}
+        count = count["hi"] * 2.0**32 + count["lo"]
+    std = np.asarray(statistics["std"], np.float32)
+    # var = std², so normalize() divides by sqrt(std²) = std; Brax never clips normalized observations.
+    return normalization.Normalizer(mean=jnp.asarray(statistics["mean"], jnp.float32), var=jnp.asarray(std**2),
+                                    count=jnp.maximum(jnp.asarray(count, jnp.float32), 1.0), clip=None)
+
+
+def _check_shapes(params: dict, spec: PolicySpec, step: Path) -> None:
+    expected = jax.tree.map(lambda x: x.shape, spec.init(jax.random.PRNGKey(0)))
+    found = jax.tree.map(lambda x: tuple(np.shape(x)), params)
+    if expected != found:
+        raise UserError(f"Brax checkpoint {step}: policy parameters {found} do not match the network its "
+                        f"{CONFIG} describes ({expected})")
