@@ -73,7 +73,8 @@ def _policy_spec(config: dict, step: Path) -> PolicySpec:
     if distribution != "tanh_normal":
         raise UserError(f"Brax checkpoint {step} has a {distribution!r} policy; rpg_jax customizes tanh-Gaussian "
                         "policies (distribution_type='tanh_normal', Brax's default)")
-    if kwargs.get("policy_obs_key", "state") != "state" or not isinstance(config.get("observation_size"), int):
+    obs_size = _flat_size(config.get("observation_size"))
+    if kwargs.get("policy_obs_key", "state") != "state" or obs_size is None:
         raise UserError(f"Brax checkpoint {step} takes structured observations {config.get('observation_size')}; "
                         "rpg_jax's priors take one flat vector")
     if kwargs.get("layer_norm"):
@@ -84,8 +85,17 @@ def _policy_spec(config: dict, step: Path) -> PolicySpec:
         raise UserError(f"Brax checkpoint {step} uses activation {activation!r}; rpg_jax supports "
                         f"{', '.join(sorted(ACTIVATIONS))}")
     hidden = tuple(kwargs.get("policy_hidden_layer_sizes", BRAX_DEFAULT_HIDDEN))
-    return PolicySpec(int(config["observation_size"]), int(config["action_size"]), hidden, activation,
-                      min_scale=BRAX_MIN_STD)
+    return PolicySpec(obs_size, int(config["action_size"]), hidden, activation, min_scale=BRAX_MIN_STD)
+
+
+def _flat_size(size) -> int | None:
+    """An observation size as Brax records it: an int, or (Brax's training) an array spec {"shape": [n], …};
+    None for anything structured."""
+    if isinstance(size, int):
+        return size
+    if isinstance(size, dict) and isinstance(size.get("shape"), list) and len(size["shape"]) == 1:
+        return int(size["shape"][0])
+    return None
 
 
 def _restore(step: Path) -> tuple[dict, dict]:

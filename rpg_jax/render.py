@@ -37,6 +37,7 @@ class View:
 VIEWS = {
     "inverted_pendulum": View(distance=2.4, elevation=-10.0, marker=(0.5, 0.0, 0.0)),
     "halfcheetah": View(track_body=1, distance=4.0),
+    "cheetah": View(track_body=1, distance=4.0),
     "hopper": View(track_body=1, distance=4.0),
     "ant": View(track_body=1, distance=6.0, elevation=-30.0),
 }
@@ -83,7 +84,7 @@ class MujocoFilm:
         import mujoco
 
         self.mujoco = mujoco
-        self.model = envs.make(task).unwrapped.sys.mj_model
+        self.model = envs.mj_model(task)
         self.data = mujoco.MjData(self.model)
         self.view = VIEWS.get(task, View())
         try:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from brax.training.acme import running_statistics
+from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo import checkpoint as brax_checkpoint, networks as ppo_networks
 
 from rpg_jax import brax_import, rundir
@@ -22,9 +22,11 @@ from conftest import run_cli, small_run
 OBS, ACT = 4, 1  # inverted_pendulum's sizes
 
 
-def _brax_checkpoint(path, obs_size=OBS, action_size=ACT, *, normalize=True, seed=0, **network_kwargs):
+def _brax_checkpoint(path, obs_size=OBS, action_size=ACT, *, normalize=True, seed=0, spec_size=True,
+                     **network_kwargs):
     """A Brax PPO checkpoint with random weights and observation statistics far from the identity, written by
-    Brax; returns (its network, its params)."""
+    Brax; returns (its network, its params). `spec_size`: the observation size recorded as Brax's training
+    records it (an array spec), else as an int."""
     factory = functools.partial(ppo_networks.make_ppo_networks, **network_kwargs)
     network = factory(obs_size, action_size, preprocess_observations_fn=running_statistics.normalize)
     keys = jax.random.split(jax.random.PRNGKey(seed), 4)
@@ -39,7 +41,8 @@ def _brax_checkpoint(path, obs_size=OBS, action_size=ACT, *, normalize=True, see
     policy = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(keys[2], x.shape),
                           network.policy_network.init(keys[2]))
     value = network.value_network.init(keys[3])
-    config = brax_checkpoint.network_config(obs_size, action_size, normalize, factory)
+    recorded = specs.Array((obs_size,), jnp.dtype("float32")) if spec_size else obs_size
+    config = brax_checkpoint.network_config(recorded, action_size, normalize, factory)
     brax_checkpoint.save(path, 1_000_000, (statistics, policy, value), config)
     return network, (statistics, policy)
 
@@ -59,7 +62,8 @@ def _brax_log_probs(network, statistics, policy, seed=1, n=64, center=100.0, spr
     return obs, raw, network.parametric_action_distribution.log_prob(logits, raw)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"policy_hidden_layer_sizes": (16, 8), "activation": jax.nn.tanh}])
+@pytest.mark.parametrize("kwargs", [
+    {}, {"policy_hidden_layer_sizes": (16, 8), "activation": jax.nn.tanh, "spec_size": False}])
 def test_log_probs_equal_brax_network_and_distribution(tmp_path, kwargs):
     network, (statistics, policy) = _brax_checkpoint(tmp_path, **kwargs)
     prior = _prior(tmp_path)

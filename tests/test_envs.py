@@ -12,6 +12,7 @@ from rpg_jax.errors import UserError
 EXPECTED_ADDON = {
     "inverted_pendulum": lambda obs, a: np.exp(-0.5 * ((obs[0] - 0.5) / 0.25) ** 2),
     "halfcheetah": lambda obs, a: -10.0 * abs(obs[7]),
+    "cheetah": lambda obs, a: -abs(obs[7]),
     "hopper": lambda obs, a: 10.0 * (obs[0] - 1.0),
     "ant": lambda obs, a: -obs[14],
     "cartpole": lambda obs, a: -abs(obs[0]) / 2.4,
@@ -37,13 +38,18 @@ def _step_twice(name, episode_length=None):
     return env, actions, run(jax.random.PRNGKey(0))
 
 
-@pytest.mark.parametrize(
-    "name", ["inverted_pendulum", "cartpole", "mountaincar", pytest.param("halfcheetah", marks=pytest.mark.slow),
-             pytest.param("hopper", marks=pytest.mark.slow), pytest.param("ant", marks=pytest.mark.slow)]
-)
+FAST = ("inverted_pendulum", "cartpole", "mountaincar")
+
+
+@pytest.mark.parametrize("name", [name if name in FAST else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in envs.TASKS])
 def test_task_reports_basic_and_addon_rewards(name):
+    """Every registered task, whatever its source (Brax, Playground, rpg_jax): builds, resets, steps, stays
+    finite and reports both rewards."""
     env, actions, states = _step_twice(name)
     for state, action in zip(states, actions):
+        assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state)
+                   if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating))
         np.testing.assert_allclose(state.metrics["reward_basic"], state.reward, rtol=1e-6)
         np.testing.assert_allclose(
             state.metrics["reward_addon"], EXPECTED_ADDON[name](np.asarray(state.info["final_obs"]), np.atleast_1d(action)), rtol=1e-5
@@ -61,5 +67,30 @@ def test_time_limit_is_a_truncation_with_the_final_observation_kept():
 
 
 def test_unknown_task_lists_the_valid_ones():
-    with pytest.raises(UserError, match="valid tasks: ant, cartpole, halfcheetah, hopper, inverted_pendulum, mountaincar"):
+    with pytest.raises(UserError, match="valid tasks: ant, cartpole, cheetah, halfcheetah, hopper, "
+                                        "inverted_pendulum, mountaincar"):
         envs.make("swimmer")
+
+
+def test_playground_adapter_steps_exactly_as_playground():
+    """The adapter only renames `data` <-> `pipeline_state`: observations and rewards are Playground's own."""
+    from mujoco_playground import registry
+
+    own = registry.load("CheetahRun", config_overrides={"impl": "jax"})
+    adapted = envs.get_task("cheetah").make_base()
+    action = 0.3 * jnp.ones(own.action_size)
+    run = jax.jit(lambda env, key: env.step(env.reset(key), action), static_argnums=0)
+    theirs, ours = run(own, jax.random.PRNGKey(3)), run(adapted, jax.random.PRNGKey(3))
+    np.testing.assert_array_equal(ours.obs, theirs.obs)
+    np.testing.assert_array_equal(ours.reward, theirs.reward)
+    np.testing.assert_array_equal(ours.pipeline_state.qpos, theirs.data.qpos)
+    assert adapted.observation_size == own.observation_size == 17
+
+
+def test_task_solver_settings_and_the_models_own():
+    """hopper trains with 1 solver iteration and 4 line-search iterations; physics="model" keeps Brax's."""
+    fast, model = envs.make_base("hopper"), envs.make_base("hopper", physics="model")
+    assert (fast.sys.opt.iterations, fast.sys.opt.ls_iterations) == (1, 4)
+    assert (model.sys.opt.iterations, model.sys.opt.ls_iterations) != (1, 4)
+    with pytest.raises(ValueError, match="physics must be"):
+        envs.make_base("hopper", physics="fast")
