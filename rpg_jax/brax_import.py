@@ -1,10 +1,11 @@
-"""Priors trained elsewhere: a Brax PPO checkpoint (what `brax.training.agents.ppo.checkpoint.save` writes, and
-MuJoCo Playground's training with it) read as a `Prior`.
+"""Priors trained elsewhere: a Brax PPO or SAC checkpoint (what `brax.training.agents.{ppo,sac}` save, and
+MuJoCo Playground's training with them) read as a `Prior`.
 
-    <dir>/<step:012d>/               orbax PyTree [RunningStatisticsState, policy params, value params]
-    <dir>/<step:012d>/ppo_network_config.json   network_factory_kwargs, normalize_observations, sizes
+    <dir>/<step:012d>/               orbax PyTree [RunningStatisticsState, policy params, (PPO: value params)]
+    <dir>/<step:012d>/ppo_network_config.json   (or sac_network_config.json) network_factory_kwargs,
+                                                normalize_observations, sizes
 
-`--prior` may name a step directory or the directory above it (its newest step is taken). Brax's default PPO
+`--prior` may name a step directory or the directory above it (its newest step is taken). Brax's tanh-normal
 policy is exactly rpg_jax's tanh-Gaussian policy: an MLP to 2·action_size outputs, loc and softplus(scale) +
 0.001, tanh-squashed; its Dense layers are renamed (`hidden_i` -> `Dense_i`) and its normalizer, (obs − mean) /
 std with no clipping, is kept as trained. A checkpoint carries no temperature: the caller gives it.
@@ -12,6 +13,7 @@ std with no clipping, is kept as trained. A checkpoint carries no temperature: t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,34 +26,56 @@ from rpg_jax.errors import UserError
 from rpg_jax.networks import ACTIVATIONS, PolicySpec
 from rpg_jax.prior import Prior
 
-CONFIG = "ppo_network_config.json"
-BRAX_DEFAULT_HIDDEN = (32, 32, 32, 32)  # brax.training.agents.ppo.networks.make_ppo_networks
-BRAX_DEFAULT_ACTIVATION = "swish"
 BRAX_MIN_STD = 1e-3  # brax.training.distribution.NormalTanhDistribution
 
 
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """A Brax agent's checkpoint: its config file, and its network factory's policy keywords and defaults."""
+
+    config: str
+    hidden_key: str
+    hidden: tuple[int, ...]
+    activation: str
+    layer_norm_key: str
+
+
+FORMATS = (
+    # brax.training.agents.ppo.networks.make_ppo_networks
+    Format("ppo_network_config.json", "policy_hidden_layer_sizes", (32, 32, 32, 32), "swish", "layer_norm"),
+    # brax.training.agents.sac.networks.make_sac_networks
+    Format("sac_network_config.json", "hidden_layer_sizes", (256, 256), "relu", "policy_network_layer_norm"),
+)
+
+
+def _format(step: Path) -> Format | None:
+    return next((f for f in FORMATS if (step / f.config).is_file()), None)
+
+
 def checkpoint_step(path: str | Path) -> Path | None:
-    """The Brax PPO checkpoint step directory `path` names (itself, or its newest step), or None."""
+    """The Brax checkpoint step directory `path` names (itself, or its newest step), or None."""
     path = Path(path)
-    if (path / CONFIG).is_file():
+    if _format(path):
         return path
-    steps = sorted(p for p in path.glob("[0-9]" * 12) if (p / CONFIG).is_file()) if path.is_dir() else []
+    steps = sorted(p for p in path.glob("[0-9]" * 12) if _format(p)) if path.is_dir() else []
     return steps[-1] if steps else None
 
 
-def load_ppo_prior(path: str | Path, *, task: str, obs_size: int, action_size: int, temperature: float | None,
-                   discrete_actions: int | None = None) -> Prior:
-    """The policy of a Brax PPO checkpoint as a prior for `task` at temperature α = `temperature`."""
+def load_prior(path: str | Path, *, task: str, obs_size: int, action_size: int, temperature: float | None,
+               discrete_actions: int | None = None) -> Prior:
+    """The policy of a Brax PPO or SAC checkpoint as a prior for `task` at temperature α = `temperature`."""
     step = checkpoint_step(path)
     if step is None:
-        raise UserError(f"{path} holds no Brax PPO checkpoint ({CONFIG} not found in it or a step directory)")
+        names = " or ".join(f.config for f in FORMATS)
+        raise UserError(f"{path} holds no Brax checkpoint ({names} not found in it or a step directory)")
     if temperature is None:
-        raise UserError(f"prior {path} is a Brax PPO checkpoint, which records no temperature: pass "
+        raise UserError(f"prior {path} is a Brax checkpoint, which records no temperature: pass "
                         "--prior-temperature α (the entropy weight it was trained with; ω' and α̂ default to it)")
     if not (temperature >= 0 and np.isfinite(temperature)):
         raise UserError(f"--prior-temperature must be a finite number ≥ 0, got {temperature}")
-    config = json.loads((step / CONFIG).read_text())
-    spec = _policy_spec(config, step)
+    form = _format(step)
+    config = json.loads((step / form.config).read_text())
+    spec = _policy_spec(config, form, step)
     if discrete_actions is not None or spec.action_size != action_size:
         wanted = f"{discrete_actions} discrete actions" if discrete_actions else f"actions of size {action_size}"
         raise UserError(f"Brax checkpoint {step} has actions of size {spec.action_size}, but task {task!r} has "
@@ -67,7 +91,7 @@ def load_ppo_prior(path: str | Path, *, task: str, obs_size: int, action_size: i
     return Prior(params, _normalizer(statistics, config, obs_size), spec, float(temperature), task)
 
 
-def _policy_spec(config: dict, step: Path) -> PolicySpec:
+def _policy_spec(config: dict, form: Format, step: Path) -> PolicySpec:
     kwargs = config.get("network_factory_kwargs", {})
     distribution = kwargs.get("distribution_type", "tanh_normal")
     if distribution != "tanh_normal":
@@ -77,14 +101,14 @@ def _policy_spec(config: dict, step: Path) -> PolicySpec:
     if kwargs.get("policy_obs_key", "state") != "state" or obs_size is None:
         raise UserError(f"Brax checkpoint {step} takes structured observations {config.get('observation_size')}; "
                         "rpg_jax's priors take one flat vector")
-    if kwargs.get("layer_norm"):
+    if kwargs.get(form.layer_norm_key):
         raise UserError(f"Brax checkpoint {step} uses layer norm in its policy, which rpg_jax's MLP does not have")
-    activation = {"silu": "swish"}.get(kwargs.get("activation", BRAX_DEFAULT_ACTIVATION),
-                                       kwargs.get("activation", BRAX_DEFAULT_ACTIVATION))
+    activation = kwargs.get("activation", form.activation)
+    activation = {"silu": "swish"}.get(activation, activation)
     if activation not in ACTIVATIONS:
         raise UserError(f"Brax checkpoint {step} uses activation {activation!r}; rpg_jax supports "
                         f"{', '.join(sorted(ACTIVATIONS))}")
-    hidden = tuple(kwargs.get("policy_hidden_layer_sizes", BRAX_DEFAULT_HIDDEN))
+    hidden = tuple(kwargs.get(form.hidden_key, form.hidden))
     return PolicySpec(obs_size, int(config["action_size"]), hidden, activation, min_scale=BRAX_MIN_STD)
 
 
@@ -111,7 +135,7 @@ def _restore(step: Path) -> tuple[dict, dict]:
     except Exception as e:  # a damaged or foreign checkpoint: say which, not orbax's internals
         raise UserError(f"could not read Brax checkpoint {step}: {type(e).__name__}: {e}") from None
     if not isinstance(target, (list, tuple)) or len(target) < 2:
-        raise UserError(f"Brax checkpoint {step} is not [normalizer, policy, value] as Brax PPO saves it")
+        raise UserError(f"Brax checkpoint {step} is not [normalizer, policy, …] as Brax saves it")
     return target[0], target[1]
 
 
@@ -132,4 +156,4 @@ def _check_shapes(params: dict, spec: PolicySpec, step: Path) -> None:
     found = jax.tree.map(lambda x: tuple(np.shape(x)), params)
     if expected != found:
         raise UserError(f"Brax checkpoint {step}: policy parameters {found} do not match the network its "
-                        f"{CONFIG} describes ({expected})")
+                        f"config describes ({expected})")

@@ -199,7 +199,7 @@ def load_prior_for_task(run_dir: str | Path, task: str, env: Any = None, tempera
     sizes = dict(task=task, obs_size=env.observation_size, action_size=env.action_size,
                  discrete_actions=envs.discrete_actions(env))
     if brax_import.checkpoint_step(run_dir) is not None:
-        return brax_import.load_ppo_prior(run_dir, temperature=temperature, **sizes)
+        return brax_import.load_prior(run_dir, temperature=temperature, **sizes)
     if temperature is not None:
         raise UserError(f"--prior-temperature is for priors trained elsewhere; {run_dir} is a rpg_jax run, which "
                         "records its own temperature")

@@ -48,7 +48,7 @@ def _brax_checkpoint(path, obs_size=OBS, action_size=ACT, *, normalize=True, see
 
 
 def _prior(path, temperature=0.3, obs_size=OBS, action_size=ACT):
-    return brax_import.load_ppo_prior(path, task="inverted_pendulum", obs_size=obs_size, action_size=action_size,
+    return brax_import.load_prior(path, task="inverted_pendulum", obs_size=obs_size, action_size=action_size,
                                       temperature=temperature)
 
 
@@ -78,6 +78,23 @@ def test_log_probs_equal_brax_network_and_distribution(tmp_path, kwargs):
         obs, jax.random.PRNGKey(0))
     np.testing.assert_allclose(prior.act(obs), brax_act, rtol=1e-5, atol=1e-6)
     assert prior.temperature == 0.3 and prior.normalizer.clip is None
+
+
+def test_sac_checkpoint_log_probs_equal_brax(tmp_path):
+    """Brax SAC saves [normalizer, policy] with sac_network_config.json; its default policy is 256×256 relu."""
+    from brax.training.agents.sac import checkpoint as sac_checkpoint, networks as sac_networks
+
+    network = sac_networks.make_sac_networks(OBS, ACT, preprocess_observations_fn=running_statistics.normalize)
+    statistics = running_statistics.init_state(jax.ShapeDtypeStruct((OBS,), jnp.float32)).replace(
+        mean=jnp.full((OBS,), 100.0), std=jnp.arange(1.0, OBS + 1.0), count=jnp.asarray(10.0))
+    policy = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.PRNGKey(5), x.shape),
+                          network.policy_network.init(jax.random.PRNGKey(4)))
+    config = sac_checkpoint.network_config(OBS, ACT, True, sac_networks.make_sac_networks)
+    sac_checkpoint.save(tmp_path, 20_000, (statistics, policy), config)
+    obs, raw, expected = _brax_log_probs(network, statistics, policy)
+    prior = _prior(tmp_path)
+    assert prior.spec.hidden == (256, 256) and prior.spec.activation == "relu"
+    np.testing.assert_allclose(prior.log_prob_pre_tanh(obs, raw), expected, rtol=2e-5, atol=2e-5)
 
 
 def test_the_newest_step_of_a_checkpoint_directory_is_read(tmp_path):
