@@ -5,7 +5,8 @@ MuJoCo Playground's training does), given to `rpg-jax sweep --prior DIR --prior-
    tanh-normal) and its observation normalizer.
 2. rpg_jax reads the newest checkpoint as a prior and evaluates it deterministically (a second, independent
    check of the import: Brax's own evaluation of the same policy is printed beside it).
-3. Residual PPO (ω' = α̂ = α) and Greedy PPO customize it, `--seeds` seeds each, in one sweep program per method.
+3. Residual PPO (ω' = α̂ = α, for each α of `--temperatures`: a PPO checkpoint is not max-ent, so its α is
+   the user's guess) and Greedy PPO customize it, `--seeds` seeds each, in one sweep program per row.
 
 Writes benchmarks/results/brax_prior_<task>_<device>.{json,md}.
 
@@ -56,11 +57,14 @@ def train_brax_ppo(task: str, steps: int, num_envs: int, out: Path) -> dict:
 def customize(task: str, algo: str, prior: Path, temperature: float, steps: int, seeds: int, out: Path,
               episodes: int) -> dict:
     config = sweep.SweepConfig(task=task, algo=algo, prior=prior, prior_temperature=temperature, seeds=seeds,
-                               steps=steps, out=out / algo, quiet=True, eval_episodes=episodes, tensorboard=False)
+                               steps=steps, out=out / f"{algo}_{temperature:g}", quiet=True, eval_episodes=episodes,
+                               tensorboard=False)
     start = time.perf_counter()
     summary = sweep.sweep(config)
     (point,) = summary["points"]
-    return {"algo": algo, "seeds": seeds, "wall_s": time.perf_counter() - start, "eval": point["eval"],
+    label = algo if algo == "greedy_ppo" else f"{algo}, ω' = α̂ = α = {temperature:g}"
+    return {"algo": algo, "label": label, "temperature": temperature, "seeds": seeds,
+            "wall_s": time.perf_counter() - start, "eval": point["eval"],
             "members": [m["eval"] for m in summary["members"]], "guard_warnings": summary.get("guard_warnings")}
 
 
@@ -69,7 +73,8 @@ def main() -> None:
     parser.add_argument("--task", default="inverted_pendulum")
     parser.add_argument("--brax-steps", type=int, default=1_000_000)
     parser.add_argument("--num-envs", type=int, default=128)
-    parser.add_argument("--temperature", type=float, default=0.2, help="α given to the Brax prior")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.2, 0.02, 0.002],
+                        help="α values given to the Brax prior with --prior-temperature, a Residual PPO row each")
     parser.add_argument("--steps", type=int, default=400_000, help="env steps per customization")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--eval-episodes", type=int, default=16)
@@ -81,16 +86,17 @@ def main() -> None:
     brax = train_brax_ppo(args.task, args.brax_steps, args.num_envs, out / "brax_ppo")
     print(f"Brax PPO: {brax['evals'][-1][1]:.1f} (Brax's deterministic evaluation) in {brax['wall_s']:.0f} s",
           flush=True)
-    prior = rundir.load_prior_for_task(out / "brax_ppo", args.task, temperature=args.temperature)
+    prior = rundir.load_prior_for_task(out / "brax_ppo", args.task, temperature=args.temperatures[0])
     prior_eval = evaluation.evaluate_policy(prior, args.task, evaluation.evaluation_key(0), args.eval_episodes)
     print(f"read by rpg_jax: basic {prior_eval['basic_return']['mean']:.1f}, add-on "
           f"{prior_eval['addon_return']['mean']:.1f}", flush=True)
-    rows = [customize(args.task, algo, out / "brax_ppo", args.temperature, args.steps, args.seeds, out,
-                      args.eval_episodes) for algo in ("residual_ppo", "greedy_ppo")]
+    methods = [("residual_ppo", t) for t in args.temperatures] + [("greedy_ppo", args.temperatures[0])]
+    rows = [customize(args.task, algo, out / "brax_ppo", t, args.steps, args.seeds, out, args.eval_episodes)
+            for algo, t in methods]
 
     basic = prior_eval["basic_return"]["mean"]
-    lines = [f"A Brax-PPO-trained prior on `{args.task}` customized by rpg_jax ({device_name()}); α = "
-             f"{args.temperature:g} given with --prior-temperature; deterministic returns, mean ± std over seeds.",
+    lines = [f"A Brax-PPO-trained prior on `{args.task}` customized by rpg_jax ({device_name()}); α given with "
+             "--prior-temperature; deterministic returns, mean ± std over seeds.",
              "", "| policy | seeds | basic return | add-on return | total return | kept the basic task | wall s |",
              "|---|---:|---:|---:|---:|---:|---:|",
              f"| Brax PPO prior ({args.brax_steps:,} steps; Brax's own evaluation {brax['evals'][-1][1]:.1f}) | 1 | "
@@ -99,7 +105,7 @@ def main() -> None:
     for row in rows:
         kept = sum(m["basic_return"]["mean"] >= KEPT * basic for m in row["members"])
         row["kept"] = kept
-        lines.append(f"| {row['algo']} ({args.steps:,} steps) | {row['seeds']} | " + " | ".join(
+        lines.append(f"| {row['label']} ({args.steps:,} steps) | {row['seeds']} | " + " | ".join(
             f"{row['eval'][k]['mean']:.1f} ± {row['eval'][k]['std']:.1f}" for k in evaluation.RETURNS)
             + f" | {kept} of {row['seeds']} | {row['wall_s']:.0f} |")
     table = "\n".join(lines) + "\n"

@@ -53,8 +53,8 @@ def _format(step: Path) -> Format | None:
 
 
 def checkpoint_step(path: str | Path) -> Path | None:
-    """The Brax checkpoint step directory `path` names (itself, or its newest step), or None."""
-    path = Path(path)
+    """The Brax checkpoint step directory `path` names (itself, or its newest step), absolute, or None."""
+    path = Path(path).absolute()  # orbax reads absolute paths only
     if _format(path):
         return path
     steps = sorted(p for p in path.glob("[0-9]" * 12) if _format(p)) if path.is_dir() else []

@@ -275,7 +275,7 @@ def resolve(run: RunConfig) -> RunConfig:
     for name, value in algo.defaults.items():
         family, _, field = name.rpartition(".")
         if not family and getattr(run, field) is None:
-            fills[field] = value
+            fills[field] = preset.get(field, value)  # a task may set soft_ppo's α to its reward scale
         elif family and getattr(group, field) is None:
             group_fills[field] = value
     return dataclasses.replace(run, **fills, **{algo.family: dataclasses.replace(group, **group_fills)})

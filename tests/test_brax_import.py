@@ -141,11 +141,12 @@ def test_unsupported_brax_policy_is_refused(tmp_path):
         _prior(tmp_path)
 
 
-def test_cli_customizes_a_brax_checkpoint(capsys, tmp_path):
+def test_cli_customizes_a_brax_checkpoint(capsys, tmp_path, monkeypatch):
     """`rpg-jax train --prior <Brax checkpoint> --prior-temperature α` trains, ω' = α̂ = α by default."""
     _brax_checkpoint(tmp_path / "brax")
     run = small_run(tmp_path, "custom")
-    argv = ["train", "--task", "inverted_pendulum", "--algo", "residual_ppo", "--prior", str(tmp_path / "brax"),
+    monkeypatch.chdir(tmp_path)  # a relative --prior (orbax itself reads absolute paths only)
+    argv = ["train", "--task", "inverted_pendulum", "--algo", "residual_ppo", "--prior", "brax",
             "--steps", "5120", "--num-envs", "32", "--ppo.num-minibatches", "4", "--iterations-per-chunk", "10",
             "--eval-episodes", "4", "--out", str(run.out), "--quiet"]
     code, out = run_cli(capsys, *argv)

@@ -110,6 +110,16 @@ def test_task_presets_sit_between_family_defaults_and_flags(monkeypatch, capsys)
     assert settings.resolve(RunConfig(task="cartpole", algo="soft_dqn")) == resolved
 
 
+def test_a_task_preset_sets_an_algorithms_own_default_only(monkeypatch):
+    """A preset's "temperature" is soft_ppo's α on that task; residual_ppo's α̂ still defaults to its prior's."""
+    task = envs.TASKS["inverted_pendulum"]
+    monkeypatch.setitem(envs.TASKS, "inverted_pendulum",
+                        dataclasses.replace(task, presets={"ppo": {"temperature": 0.05}}))
+    assert settings.resolve(RunConfig(algo="soft_ppo")).temperature == 0.05
+    assert settings.resolve(RunConfig(algo="soft_ppo", temperature=0.3)).temperature == 0.3
+    assert settings.resolve(RunConfig(algo="residual_ppo", prior=Path("p"))).temperature is None
+
+
 def changed_value(value):
     """A value unlike `value` of the same kind (None stands for an unset number or path)."""
     if isinstance(value, bool):

@@ -52,8 +52,9 @@ class Task:
       terminal: what a termination (not a time limit) means: "failure" (a fall) or "success" (the goal);
         the episode-end guard (`rpg_jax.guard`) reads it.
       presets: per agent family ("ppo", "sac", "dqn"), settings this task overrides in the family's
-        defaults: "num_envs", "learning_rate", "policy_hidden", "iterations_per_chunk", "steps". Flags
-        override presets (`rpg_jax.settings.resolve`).
+        defaults: "num_envs", "learning_rate", "policy_hidden", "iterations_per_chunk", "steps", and in an
+        algorithm's own defaults ("temperature": the α of soft_ppo, sac, soft_dqn, …, set to the task's
+        reward scale). Flags override presets (`rpg_jax.settings.resolve`).
       physics: the MJX solver options it trains with, if not its model's own.
       source: where the base env comes from: "brax", "playground" or "rpg_jax".
     """
