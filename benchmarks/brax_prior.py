@@ -4,7 +4,7 @@ MuJoCo Playground's training does), given to `rpg-jax sweep --prior DIR --prior-
 1. Brax PPO trains on the task's base env (`save_checkpoint_path`), Brax's default network (4×32 swish,
    tanh-normal) and its observation normalizer.
 2. rpg_jax reads the newest checkpoint as a prior and evaluates it deterministically (a second, independent
-   check of the import: Brax's own evaluation of the same policy is printed beside it).
+   check of the import: Brax's own deterministic evaluation of the same policy is printed beside it).
 3. Residual PPO (ω' = α̂ = α, for each α of `--temperatures`: a PPO checkpoint is not max-ent, so its α is
    the user's guess) and Greedy PPO customize it, `--seeds` seeds each, in one sweep program per row.
 
@@ -54,15 +54,15 @@ def train_brax_ppo(task: str, steps: int, num_envs: int, out: Path) -> dict:
     return {"wall_s": time.perf_counter() - start, "evals": evals}
 
 
-def customize(task: str, algo: str, prior: Path, temperature: float, steps: int, seeds: int, out: Path,
+def customize(task: str, algo: str, prior: Path, temperature: float | None, steps: int, seeds: int, out: Path,
               episodes: int) -> dict:
     config = sweep.SweepConfig(task=task, algo=algo, prior=prior, prior_temperature=temperature, seeds=seeds,
-                               steps=steps, out=out / f"{algo}_{temperature:g}", quiet=True, eval_episodes=episodes,
+                               steps=steps, out=out / f"{algo}_{temperature}", quiet=True, eval_episodes=episodes,
                                tensorboard=False)
     start = time.perf_counter()
     summary = sweep.sweep(config)
     (point,) = summary["points"]
-    label = algo if algo == "greedy_ppo" else f"{algo}, ω' = α̂ = α = {temperature:g}"
+    label = algo if temperature is None else f"{algo}, ω' = α̂ = α = {temperature:g}"
     return {"algo": algo, "label": label, "temperature": temperature, "seeds": seeds,
             "wall_s": time.perf_counter() - start, "eval": point["eval"],
             "members": [m["eval"] for m in summary["members"]], "guard_warnings": summary.get("guard_warnings")}
@@ -86,11 +86,11 @@ def main() -> None:
     brax = train_brax_ppo(args.task, args.brax_steps, args.num_envs, out / "brax_ppo")
     print(f"Brax PPO: {brax['evals'][-1][1]:.1f} (Brax's deterministic evaluation) in {brax['wall_s']:.0f} s",
           flush=True)
-    prior = rundir.load_prior_for_task(out / "brax_ppo", args.task, temperature=args.temperatures[0])
+    prior = rundir.load_prior_for_task(out / "brax_ppo", args.task)
     prior_eval = evaluation.evaluate_policy(prior, args.task, evaluation.evaluation_key(0), args.eval_episodes)
     print(f"read by rpg_jax: basic {prior_eval['basic_return']['mean']:.1f}, add-on "
           f"{prior_eval['addon_return']['mean']:.1f}", flush=True)
-    methods = [("residual_ppo", t) for t in args.temperatures] + [("greedy_ppo", args.temperatures[0])]
+    methods = [("residual_ppo", t) for t in args.temperatures] + [("greedy_ppo", None)]  # greedy reads no α
     rows = [customize(args.task, algo, out / "brax_ppo", t, args.steps, args.seeds, out, args.eval_episodes)
             for algo, t in methods]
 

@@ -63,6 +63,10 @@ class Algorithm:
 
 def _residual_objective(run, prior: Prior) -> objective_lib.Objective:
     if prior.temperature == 0.0 and (run.prior_weight is None or run.temperature is None):
+        if prior.origin:
+            raise UserError(f"the prior ({prior.origin}) records no temperature, so ω' and α̂ have no default: pass "
+                            "--prior-temperature α (the entropy weight it stands for), or --prior-weight and "
+                            "--temperature")
         raise UserError(
             "the prior was trained without an entropy term (α = 0), so ω' and α̂ have no default: "
             "pass --prior-weight and --temperature"
@@ -96,7 +100,7 @@ def _dqn(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Alg
     epsilon = {"dqn.epsilon_start": 0.1, "dqn.epsilon_end": 0.01} if prior else {
         "dqn.epsilon_start": 1.0, "dqn.epsilon_end": 0.04}
     return Algorithm(name, "dqn", make_objective, needs_prior=prior, reads=frozenset(reads) | (
-        {"prior", "prior_temperature"} if prior else set()), defaults={**epsilon, **defaults})
+        {"prior"} if prior else set()), defaults={**epsilon, **defaults})
 
 
 def _soft(run, prior) -> objective_lib.Objective:

@@ -63,15 +63,17 @@ def checkpoint_step(path: str | Path) -> Path | None:
 
 def load_prior(path: str | Path, *, task: str, obs_size: int, action_size: int, temperature: float | None,
                discrete_actions: int | None = None) -> Prior:
-    """The policy of a Brax PPO or SAC checkpoint as a prior for `task` at temperature α = `temperature`."""
+    """The policy of a Brax PPO or SAC checkpoint as a prior for `task` at temperature α = `temperature`.
+
+    Without a temperature the prior's α is 0: KL and Greedy PPO do not read it, and the residual algorithms
+    then ask for one (`algorithms._residual_objective`). Only the sizes can be checked against `task`: a Brax
+    checkpoint does not record what it was trained on.
+    """
     step = checkpoint_step(path)
     if step is None:
         names = " or ".join(f.config for f in FORMATS)
         raise UserError(f"{path} holds no Brax checkpoint ({names} not found in it or a step directory)")
-    if temperature is None:
-        raise UserError(f"prior {path} is a Brax checkpoint, which records no temperature: pass "
-                        "--prior-temperature α (the entropy weight it was trained with; ω' and α̂ default to it)")
-    if not (temperature >= 0 and np.isfinite(temperature)):
+    if temperature is not None and not (temperature >= 0 and np.isfinite(temperature)):
         raise UserError(f"--prior-temperature must be a finite number ≥ 0, got {temperature}")
     form = _format(step)
     config = json.loads((step / form.config).read_text())
@@ -85,10 +87,11 @@ def load_prior(path: str | Path, *, task: str, obs_size: int, action_size: int, 
                         f"gives {obs_size}")
     statistics, policy_params = _restore(step)
     params = {"params": {name.replace("hidden_", "Dense_"): layer
-                         for name, layer in policy_params["params"].items()}}
+                         for name, layer in policy_params.get("params", {}).items()}}
     _check_shapes(params, spec, step)
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
-    return Prior(params, _normalizer(statistics, config, obs_size), spec, float(temperature), task)
+    return Prior(params, _normalizer(statistics, config, obs_size), spec, float(temperature or 0.0), task,
+                 origin=f"Brax checkpoint {step}")
 
 
 def _policy_spec(config: dict, form: Format, step: Path) -> PolicySpec:
@@ -128,13 +131,14 @@ def _restore(step: Path) -> tuple[dict, dict]:
     from orbax import checkpoint as ocp
 
     checkpointer = ocp.PyTreeCheckpointer()
-    metadata = checkpointer.metadata(step).item_metadata
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
     try:
+        metadata = checkpointer.metadata(step).item_metadata
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
         target = checkpointer.restore(step, ocp.args.PyTreeRestore(restore_args=restore_args), item=None)
     except Exception as e:  # a damaged or foreign checkpoint: say which, not orbax's internals
         raise UserError(f"could not read Brax checkpoint {step}: {type(e).__name__}: {e}") from None
-    if not isinstance(target, (list, tuple)) or len(target) < 2:
+    if (not isinstance(target, (list, tuple)) or len(target) < 2 or not isinstance(target[1], dict)
+            or not {"mean", "std", "count"} <= set(target[0])):
         raise UserError(f"Brax checkpoint {step} is not [normalizer, policy, …] as Brax saves it")
     return target[0], target[1]
 

@@ -28,6 +28,8 @@ class Prior:
       temperature: the α at which the prior was trained (0 if it was not max-ent).
       task: the task it was trained on.
       base: for a soft-Q policy that was itself a residual customization, the prior it customized.
+      origin: "" for a rpg_jax run; for a policy trained elsewhere, what it was read from (its temperature is
+        then the user's `--prior-temperature`, 0 if none was given).
     """
 
     params: Any
@@ -36,6 +38,7 @@ class Prior:
     temperature: float = struct.field(pytree_node=False, default=0.0)
     task: str = struct.field(pytree_node=False, default="")
     base: "Prior | None" = None
+    origin: str = struct.field(pytree_node=False, default="")
 
     @property
     def discrete_actions(self) -> int | None:

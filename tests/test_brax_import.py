@@ -11,11 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from brax.training import types
 from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo import checkpoint as brax_checkpoint, networks as ppo_networks
 
-from rpg_jax import brax_import, rundir
+from rpg_jax import brax_import, make_train, rundir
 from rpg_jax.errors import UserError
+from rpg_jax.settings import RunConfig
 
 from conftest import run_cli, small_run
 
@@ -30,13 +32,11 @@ def _brax_checkpoint(path, obs_size=OBS, action_size=ACT, *, normalize=True, see
     factory = functools.partial(ppo_networks.make_ppo_networks, **network_kwargs)
     network = factory(obs_size, action_size, preprocess_observations_fn=running_statistics.normalize)
     keys = jax.random.split(jax.random.PRNGKey(seed), 4)
-    statistics = running_statistics.init_state(jax.ShapeDtypeStruct((obs_size,), jnp.float32))
-    statistics = statistics.replace(
-        mean=jax.random.normal(keys[0], (obs_size,)) * 3.0 + 100.0,
-        std=3.0 * jnp.exp(0.3 * jax.random.normal(keys[1], (obs_size,))),
-        summed_variance=jnp.ones((obs_size,)),
-        count=jnp.asarray(5000.0),
-    )
+    # Statistics as Brax's training accumulates them (a UInt64 count), of observations far from the identity.
+    spread = 3.0 * jnp.exp(0.3 * jax.random.normal(keys[1], (obs_size,)))
+    seen = 100.0 + 3.0 * jax.random.normal(keys[0], (obs_size,)) + spread * jax.random.normal(keys[1], (500, obs_size))
+    statistics = running_statistics.update(
+        running_statistics.init_state(jax.ShapeDtypeStruct((obs_size,), jnp.float32)), seen)
     # Brax's init puts the final layer near zero; scale every weight up so that the test sees real numbers.
     policy = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(keys[2], x.shape),
                           network.policy_network.init(keys[2]))
@@ -53,10 +53,12 @@ def _prior(path, temperature=0.3, obs_size=OBS, action_size=ACT):
 
 
 def _brax_log_probs(network, statistics, policy, seed=1, n=64, center=100.0, spread=3.0):
-    """Observations around the checkpoint's statistics, pre-tanh actions drawn from Brax's own distribution,
-    and Brax's log-probabilities of them: (obs, raw actions, log-probs)."""
+    """Observations around the checkpoint's statistics (a few beyond 10 of its std, where rpg_jax's own
+    normalizer would clip), pre-tanh actions drawn from Brax's own distribution, and Brax's log-probabilities
+    of them: (obs, raw actions, log-probs)."""
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
     obs = center + spread * jax.random.normal(k1, (n, OBS))
+    obs = obs.at[:4].set(center + 15.0 * spread * jnp.sign(jax.random.normal(k1, (4, OBS))))
     logits = network.policy_network.apply(statistics, policy, obs)
     raw = network.parametric_action_distribution.sample_no_postprocessing(logits, k2)
     return obs, raw, network.parametric_action_distribution.log_prob(logits, raw)
@@ -71,13 +73,15 @@ def test_log_probs_equal_brax_network_and_distribution(tmp_path, kwargs):
     assert float(jnp.min(expected)) > -40.0  # above rpg_jax's floor on log π_prior
     np.testing.assert_allclose(prior.log_prob_pre_tanh(obs, raw_actions), expected, rtol=2e-5, atol=2e-5)
     assert float(jnp.std(expected)) > 0.5  # the observations reach the policy through the normalizer
-    # the squashed action gives the same log-probability (away from tanh's saturation)
-    np.testing.assert_allclose(prior.log_prob(obs, jnp.tanh(raw_actions)), expected, rtol=1e-4, atol=1e-3)
+    # the squashed action gives the same log-probability, away from tanh's saturation (the far observations)
+    np.testing.assert_allclose(prior.log_prob(obs[4:], jnp.tanh(raw_actions[4:])), expected[4:], rtol=1e-4,
+                               atol=1e-3)
     # Brax's deterministic policy is tanh of the loc
     brax_act, _ = ppo_networks.make_inference_fn(network)((statistics, policy), deterministic=True)(
         obs, jax.random.PRNGKey(0))
     np.testing.assert_allclose(prior.act(obs), brax_act, rtol=1e-5, atol=1e-6)
     assert prior.temperature == 0.3 and prior.normalizer.clip is None
+    assert isinstance(statistics.count, types.UInt64) and float(prior.normalizer.count) == 500.0
 
 
 def test_sac_checkpoint_log_probs_equal_brax(tmp_path):
@@ -85,8 +89,9 @@ def test_sac_checkpoint_log_probs_equal_brax(tmp_path):
     from brax.training.agents.sac import checkpoint as sac_checkpoint, networks as sac_networks
 
     network = sac_networks.make_sac_networks(OBS, ACT, preprocess_observations_fn=running_statistics.normalize)
-    statistics = running_statistics.init_state(jax.ShapeDtypeStruct((OBS,), jnp.float32)).replace(
-        mean=jnp.full((OBS,), 100.0), std=jnp.arange(1.0, OBS + 1.0), count=jnp.asarray(10.0))
+    statistics = running_statistics.update(running_statistics.init_state(jax.ShapeDtypeStruct((OBS,), jnp.float32)),
+                                           100.0 + jnp.arange(1.0, OBS + 1.0) * jax.random.normal(
+                                               jax.random.PRNGKey(6), (200, OBS)))
     policy = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.PRNGKey(5), x.shape),
                           network.policy_network.init(jax.random.PRNGKey(4)))
     config = sac_checkpoint.network_config(OBS, ACT, True, sac_networks.make_sac_networks)
@@ -123,10 +128,15 @@ def test_checkpoint_of_other_sizes_is_refused(tmp_path, sizes, message):
         rundir.load_prior_for_task(tmp_path, "inverted_pendulum", temperature=0.2)
 
 
-def test_checkpoint_without_temperature_is_refused_and_own_runs_take_none(tmp_path, prior_run):
-    _brax_checkpoint(tmp_path)
-    with pytest.raises(UserError, match="records no temperature: pass --prior-temperature"):
-        rundir.load_prior_for_task(tmp_path, "inverted_pendulum")
+def test_temperature_is_asked_for_where_it_is_read_and_own_runs_take_none(tmp_path, prior_run):
+    _brax_checkpoint(tmp_path / "brax")
+    with pytest.raises(UserError, match="records no temperature, so ω' and α̂ have no default: pass "
+                                        "--prior-temperature"):
+        make_train(RunConfig(algo="residual_ppo", prior=tmp_path / "brax"))
+    experiment = make_train(RunConfig(algo="kl_ppo", prior=tmp_path / "brax"))  # β alone: no α needed
+    assert experiment.prior.temperature == 0.0
+    # the step read is pinned: a resumed run does not pick up a newer one
+    assert experiment.run.prior == tmp_path / "brax" / f"{1_000_000:012d}"
     with pytest.raises(UserError, match="--prior-temperature is for priors trained elsewhere"):
         rundir.load_prior_for_task(prior_run[0].out, "inverted_pendulum", temperature=0.2)
 

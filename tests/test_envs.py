@@ -72,6 +72,7 @@ def test_unknown_task_lists_the_valid_ones():
         envs.make("swimmer")
 
 
+@pytest.mark.slow
 def test_playground_adapter_steps_exactly_as_playground():
     """The adapter only renames `data` <-> `pipeline_state`: observations and rewards are Playground's own."""
     from mujoco_playground import registry
