@@ -101,9 +101,9 @@ RECIPES = {
     "cartpole": Recipe(
         Method("prior: soft DQN (α = 1)", "soft_dqn", {"temperature": 1.0}), 1.0, 100_000, cartpole_methods,
     ),
-    **{task: Recipe(Method("prior: Soft PPO (α = 0.2)", "soft_ppo", {"temperature": 0.2}), 0.2, 2_000_000,
-                    locomotion_methods, prior_steps=None)
-       for task in ("cheetah", "hopper", "ant")},
+    **{task: Recipe(Method(f"prior: Soft PPO (α = {alpha:g})", "soft_ppo", {"temperature": alpha}), alpha,
+                    2_000_000, locomotion_methods, prior_steps=None)
+       for task, alpha in (("cheetah", 0.02), ("hopper", 0.2), ("ant", 0.2))},
 }
 
 

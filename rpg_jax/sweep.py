@@ -53,7 +53,7 @@ class SweepConfig(RunConfig):
     seeds: int = 4
     """Seeds per grid point: --seed, --seed + 1, …, each trained as `rpg-jax train --seed` would."""
     devices: int | None = None
-    """Local devices to split the members over (default: all of them)."""
+    """Local devices to split the members over (default: all of them; on a CPU, what the task allows: ant 1)."""
     member_batch: int | None = None
     """Members vmapped together on a device; its other members run batch after batch in the same program.
     Default: all of them on an accelerator; on a CPU, enough members for about 256 envs per batch.
@@ -188,6 +188,14 @@ def program_for(experiment: Experiment, mesh: Mesh, num_members: int, eval_episo
     return PROGRAMS[key]
 
 
+def sweep_devices(task: str) -> int | None:
+    """The local devices a sweep of `task` uses unless --devices says: all, but on a CPU what the task allows
+    (`envs.Task.cpu_sweep_devices`)."""
+    if jax.devices()[0].platform != "cpu" or jax.process_count() > 1:
+        return None
+    return envs.get_task(task).cpu_sweep_devices
+
+
 def default_member_batch(members_per_device: int, num_envs: int) -> int:
     if jax.devices()[0].platform != "cpu":
         return members_per_device
@@ -216,7 +224,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     devices.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     experiment = make_train(members[0].run)
     objectives, hypers = zip(*(experiment.with_values(**m.point) for m in members))
-    mesh = devices.member_mesh(config.devices)
+    mesh = devices.member_mesh(config.devices or sweep_devices(config.task))
     per_device = -(-len(members) // mesh.size)
     member_batch = min(config.member_batch or default_member_batch(per_device, experiment.config.num_envs),
                        per_device)

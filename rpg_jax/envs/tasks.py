@@ -57,6 +57,9 @@ class Task:
         reward scale). Flags override presets (`rpg_jax.settings.resolve`).
       physics: the MJX solver options it trains with, if not its model's own.
       source: where the base env comes from: "brax", "playground" or "rpg_jax".
+      cpu_sweep_devices: how many CPU devices a sweep splits its members over by default (None: all). Brax's
+        MJX ant hangs in XLA when two CPU devices each train two or more members at once (jaxlib 0.10.2:
+        both devices' threads wait in LAPACK's batched Cholesky for the same 2-thread pool).
     """
 
     name: str
@@ -68,6 +71,7 @@ class Task:
     presets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     physics: Physics | None = None
     source: str = "rpg_jax"
+    cpu_sweep_devices: int | None = None
 
 
 def _mjx(name: str, **kwargs) -> Callable[[], Env]:
@@ -117,7 +121,8 @@ TASKS: dict[str, Task] = {
             "run forward keeping the front foot level: r_R = −|obs[7]| (Playground's CheetahRun; its reward "
             "is speed/10 up to 10 m/s, so halfcheetah's −10·|obs[7]| is scaled by the same 1/10)",
             source="playground",
-            presets={"ppo": {"num_envs": 128, "steps": 3_000_000}},
+            # α of soft_ppo scaled like the add-on: CheetahRun's reward is a tenth of halfcheetah's
+            presets={"ppo": {"num_envs": 128, "steps": 3_000_000, "temperature": 0.02}},
         ),
         Task(
             "hopper",
@@ -138,6 +143,7 @@ TASKS: dict[str, Task] = {
             "with 1 iteration and 4 line-search iterations)",
             source="brax",
             presets={"ppo": {"num_envs": 128, "steps": 3_000_000}},
+            cpu_sweep_devices=1,
         ),
         Task(
             "cartpole",
