@@ -187,7 +187,8 @@ def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, 
         raise UserError(f"--out {out.name}: the video must end in {' or '.join(VIDEO_SUFFIXES)}")
     if steps < 1 or width < 16 or height < 16 or fps < 1:
         raise UserError("--steps and --fps must be positive, --width and --height at least 16 pixels")
-    loaded = [rundir.load_prior_of(run_dirs[0])] * with_prior + [rundir.load_run_policy(d) for d in run_dirs]
+    loaded = ([rundir.load_prior_of(run_dirs[0])] if with_prior else []) + [rundir.load_run_policy(d)
+                                                                             for d in run_dirs]
     tasks = {task for task, _ in loaded}
     if len(tasks) > 1:
         raise UserError(f"runs to show side by side must share a task; got {', '.join(sorted(tasks))}")

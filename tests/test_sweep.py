@@ -266,3 +266,9 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_parameters(tmp_path, 
     single = {"task", "algo", "seeds", "objective", "prior", "status", "env_steps", "wall_s", "compile_s",
               "steps_per_s", "resumed_after_chunk", "eval", "guard"}
     assert set(checkpoint.read_json(whole / "members" / "000" / "summary.json")) == single
+
+
+def test_ant_sweeps_use_one_cpu_device_unless_told():
+    """Two CPU devices training two ant members each hang in XLA's batched LAPACK (jaxlib 0.10.2)."""
+    assert sweep.sweep_devices("ant") == 1
+    assert sweep.sweep_devices("hopper") is None and sweep.sweep_devices("inverted_pendulum") is None
