@@ -258,7 +258,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
             keep_records_until(rundir.metrics_path(out), chunks_done)
             rundir.clear_summary(out)
 
-    num_chunks = max(math.ceil(config.steps / experiment.steps_per_chunk), chunks_done)
+    num_chunks = max(math.ceil(experiment.run.steps / experiment.steps_per_chunk), chunks_done)
     session_train_s = 0.0
     writer = None
     if primary:

@@ -1,6 +1,7 @@
 """`rpg-jax sweep`: vmapped members equal runs trained one by one, one trace per sweep shape, sharding over
 simulated devices and over two processes changes nothing, and bad grids fail early with a clear message."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, cli, devices, rundir, sweep, train
+from rpg_jax import checkpoint, cli, devices, envs, rundir, sweep, train
 from rpg_jax.settings import DQNSettings, PPOSettings, RunConfig, SACSettings
 from rpg_jax.errors import UserError
 
@@ -272,3 +273,13 @@ def test_ant_sweeps_use_one_cpu_device_unless_told():
     """Two CPU devices training two ant members each hang in XLA's batched LAPACK (jaxlib 0.10.2)."""
     assert sweep.sweep_devices("ant") == 1
     assert sweep.sweep_devices("hopper") is None and sweep.sweep_devices("inverted_pendulum") is None
+
+
+def test_a_sweep_without_steps_trains_the_task_presets_budget(tmp_path, monkeypatch):
+    tiny = TINY["soft_ppo"]
+    chunk = tiny["num_envs"] * tiny["ppo"].unroll_length * tiny["iterations_per_chunk"]
+    monkeypatch.setitem(envs.TASKS, tiny["task"],
+                        dataclasses.replace(envs.TASKS[tiny["task"]], presets={"ppo": {"steps": 2 * chunk}}))
+    summary = sweep.sweep(sweep.SweepConfig(algo="soft_ppo", seeds=1, eval_episodes=2, quiet=True,
+                                            out=tmp_path / "sweep", **{k: v for k, v in tiny.items() if k != "steps"}))
+    assert summary["env_steps"] == 2 * chunk
