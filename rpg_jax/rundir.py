@@ -192,8 +192,8 @@ def load_prior(
 def load_prior_for_task(run_dir: str | Path, task: str, env: Any = None, temperature: float | None = None) -> Prior:
     """The policy of `run_dir` as a prior for `task`, its sizes checked against the task's env.
 
-    `run_dir` is a run directory, or a Brax PPO checkpoint (`brax_import`), whose temperature α must then be
-    given: a run directory records its own, and `temperature` is refused there.
+    `run_dir` is a run directory, or a Brax PPO/SAC checkpoint (`brax_import`), which records no temperature:
+    `temperature` gives its α (0 if None). A run directory records its own, and `temperature` is refused there.
     """
     env = envs.make(task) if env is None else env
     sizes = dict(task=task, obs_size=env.observation_size, action_size=env.action_size,

@@ -25,8 +25,9 @@ from rpg_jax.errors import unknown_name
 class Physics:
     """MJX solver options a task trains with in place of its model's own; `None` keeps the model's value.
 
-    Chosen by measurement (`benchmarks/locomotion_speed.py`): a policy trained with them keeps at least 90% of
-    its return on the model's own settings (`make(..., physics="model")`); `fidelity` says what was measured.
+    Chosen by measurement (speed: `benchmarks/locomotion_speed.py`): a policy trained with them keeps at least 90%
+    of its return on the model's own settings (`make(..., physics="model")`; `benchmarks/customization_table.py`
+    measures it); `fidelity` says what was measured.
     """
 
     iterations: int | None = None
@@ -56,7 +57,6 @@ class Task:
         algorithm's own defaults ("temperature": the α of soft_ppo, sac, soft_dqn, …, set to the task's
         reward scale). Flags override presets (`rpg_jax.settings.resolve`).
       physics: the MJX solver options it trains with, if not its model's own.
-      source: where the base env comes from: "brax", "playground" or "rpg_jax".
       cpu_sweep_devices: how many CPU devices a sweep splits its members over by default (None: all). Brax's
         MJX ant hangs in XLA when two CPU devices each train two or more members at once (jaxlib 0.10.2:
         both devices' threads wait in LAPACK's batched Cholesky for the same 2-thread pool).
@@ -70,7 +70,6 @@ class Task:
     terminal: str = "failure"
     presets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     physics: Physics | None = None
-    source: str = "rpg_jax"
     cpu_sweep_devices: int | None = None
 
 
@@ -101,7 +100,6 @@ TASKS: dict[str, Task] = {
             cart_target_reward,
             1000,
             "balance the pole with the cart held near x = +0.5 (fast task for tests and the demo)",
-            source="brax",
         ),
         Task(
             "halfcheetah",
@@ -109,7 +107,6 @@ TASKS: dict[str, Task] = {
             lambda obs, action: -10.0 * jnp.abs(obs[7]),
             1000,
             "run forward keeping the front foot level: r_R = -10·|obs[7]| (Brax's env, its default solver)",
-            source="brax",
         ),
         Task(
             "cheetah",
@@ -118,7 +115,6 @@ TASKS: dict[str, Task] = {
             1000,
             "run forward keeping the front foot level: r_R = −|obs[7]| (Playground's CheetahRun; its reward "
             "is speed/10 up to 10 m/s, so halfcheetah's −10·|obs[7]| is scaled by the same 1/10)",
-            source="playground",
             # α of soft_ppo scaled like the add-on: CheetahRun's reward is a tenth of halfcheetah's
             presets={"ppo": {"num_envs": 128, "steps": 3_000_000, "temperature": 0.02}},
         ),
@@ -128,7 +124,6 @@ TASKS: dict[str, Task] = {
             lambda obs, action: 10.0 * (obs[0] - 1.0),
             1000,
             "hop with the torso high: r_R = 10·(obs[0] − 1)",
-            source="brax",
             presets={"ppo": {"num_envs": 128, "steps": 2_000_000}},
             physics=Physics(iterations=1, ls_iterations=4, fidelity=(
                 "a Soft PPO prior trained with these returns 3,553.9 with them and 3,529.4 on Brax's 4 / 50: "
@@ -141,7 +136,6 @@ TASKS: dict[str, Task] = {
             1000,
             "walk forward while also moving sideways: r_R = −obs[14] = −v_y (Brax's MJX ant already solves "
             "with 1 iteration and 4 line-search iterations)",
-            source="brax",
             presets={"ppo": {"num_envs": 128, "steps": 3_000_000}},
             cpu_sweep_devices=1,
         ),
