@@ -77,6 +77,33 @@ def time_chunks(agent, state, chunks: int, steps_per_chunk: int, *, untimed: int
     return {"compile_s": compile_s, "steps_per_s": steady(rates), "chunk_steps_per_s": rates}
 
 
+def env_only(task: str, num_envs: int, unroll_length: int, repeats: int, physics: str = "task") -> dict:
+    """The ceiling: the task's env alone, `num_envs` vmapped, a `lax.scan` of random actions; compile apart,
+    the median of `repeats` timed rollouts."""
+    from rpg_jax import envs
+
+    env = envs.make(task, physics=physics)
+
+    @jax.jit
+    def rollout(state, key):
+        def step(state, key):
+            action = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            return jax.vmap(env.step)(state, action), None
+
+        return jax.lax.scan(step, state, jax.random.split(key, unroll_length))[0]
+
+    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
+    start = time.perf_counter()
+    compiled = rollout.lower(state, jax.random.PRNGKey(1)).compile()
+    compile_s = time.perf_counter() - start
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        state = jax.block_until_ready(compiled(state, jax.random.PRNGKey(i)))
+        times.append(time.perf_counter() - start)
+    return {"compile_s": compile_s, "steps_per_s": num_envs * unroll_length / statistics.median(times)}
+
+
 def write_results(benchmark: str, task: str, record: dict) -> Path:
     """Merges one task's record into benchmarks/results/<benchmark>_<device>.json and says where."""
     RESULTS.mkdir(parents=True, exist_ok=True)

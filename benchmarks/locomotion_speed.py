@@ -17,37 +17,12 @@ settings buy). Writes benchmarks/results/locomotion_speed_<device>.{json,md}.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 
-from common import RESULTS, device_name, device_slug, time_chunks, write_results
+from common import RESULTS, device_name, device_slug, env_only, time_chunks, write_results
 from rpg_jax import envs, make_train
 from rpg_jax.settings import RunConfig
-
-
-def env_only(task: str, physics: str, num_envs: int, unroll_length: int, repeats: int) -> dict:
-    env = envs.make(task, physics=physics)
-
-    @jax.jit
-    def rollout(state, key):
-        def step(state, key):
-            action = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
-            return jax.vmap(env.step)(state, action), None
-
-        return jax.lax.scan(step, state, jax.random.split(key, unroll_length))[0]
-
-    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
-    start = time.perf_counter()
-    compiled = rollout.lower(state, jax.random.PRNGKey(1)).compile()
-    compile_s = time.perf_counter() - start
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        state = jax.block_until_ready(compiled(state, jax.random.PRNGKey(i)))
-        times.append(time.perf_counter() - start)
-    return {"compile_s": compile_s, "steps_per_s": num_envs * unroll_length / statistics.median(times)}
 
 
 def soft_ppo(task: str, chunks: int) -> dict:
@@ -85,8 +60,8 @@ def main() -> None:
 
     results = {}
     for task in args.tasks:
-        model = env_only(task, "model", args.num_envs, args.unroll_length, args.repeats)
-        fast = (env_only(task, "task", args.num_envs, args.unroll_length, args.repeats)
+        model = env_only(task, args.num_envs, args.unroll_length, args.repeats, physics="model")
+        fast = (env_only(task, args.num_envs, args.unroll_length, args.repeats)
                 if envs.get_task(task).physics else model)
         training = soft_ppo(task, args.chunks)
         results[task] = {"num_envs": args.num_envs, "env_model": model, "env_task": fast, "soft_ppo": training,

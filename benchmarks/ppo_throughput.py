@@ -22,41 +22,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
-from common import device_name, restore_device_put_replicated, steady, time_chunks, write_results
+from common import device_name, env_only, restore_device_put_replicated, steady, time_chunks, write_results
 from rpg_jax import envs, make_train, normalization, objective
 from rpg_jax.agents import ppo
 from rpg_jax.networks import PolicySpec
 from rpg_jax.prior import Prior
 from rpg_jax.settings import PPOSettings, RunConfig
-
-def bench_env_only(task: str, num_envs: int, unroll_length: int, repeats: int) -> dict:
-    env = envs.make(task)
-
-    @jax.jit
-    def rollout(state, key):
-        def step(state, key):
-            action = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
-            return jax.vmap(env.step)(state, action), None
-
-        return jax.lax.scan(step, state, jax.random.split(key, unroll_length))[0]
-
-    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
-    start = time.perf_counter()
-    compiled = rollout.lower(state, jax.random.PRNGKey(1)).compile()
-    compile_s = time.perf_counter() - start
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        state = jax.block_until_ready(compiled(state, jax.random.PRNGKey(i)))
-        times.append(time.perf_counter() - start)
-    return {"compile_s": compile_s, "steps_per_s": num_envs * unroll_length / statistics.median(times)}
-
 
 def bench_ours(run: RunConfig, chunks: int, residual: bool) -> dict:
     """Our PPO as `rpg-jax train --algo ppo` builds it; Residual PPO from an untrained prior of the same shape."""
@@ -144,7 +119,7 @@ def main() -> None:
                         update_epochs=args.update_epochs, value_hidden=tuple(args.value_hidden)),
     )
     config = make_train(run).config
-    rows = {"env_only": bench_env_only(args.task, args.num_envs, args.unroll_length, 10 * args.chunks)}
+    rows = {"env_only": env_only(args.task, args.num_envs, args.unroll_length, 10 * args.chunks)}
     before = bench_ours(run, args.chunks, residual=False)
     rows["rpg_jax_residual_ppo"] = bench_ours(run, args.chunks, residual=True)
     if not args.skip_brax:
