@@ -73,8 +73,6 @@ def load_prior(path: str | Path, *, task: str, obs_size: int, action_size: int, 
     if step is None:
         names = " or ".join(f.config for f in FORMATS)
         raise UserError(f"{path} holds no Brax checkpoint ({names} not found in it or a step directory)")
-    if temperature is not None and not (temperature >= 0 and np.isfinite(temperature)):
-        raise UserError(f"--prior-temperature must be a finite number ≥ 0, got {temperature}")
     form = _format(step)
     config = json.loads((step / form.config).read_text())
     spec = _policy_spec(config, form, step)

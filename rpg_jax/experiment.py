@@ -147,9 +147,9 @@ def make_train(run: RunConfig) -> Experiment:
     """Checks `run` and builds its Experiment; raises UserError on bad input. Reads the prior, writes nothing."""
     algo = settings.validate(run)
     run = settings.resolve(run)
-    if run.prior is not None and brax_import.checkpoint_step(run.prior) is not None:
+    if run.prior is not None and (step := brax_import.checkpoint_step(run.prior)) is not None:
         # Pin the step read: a resumed run must not pick up a newer one written since.
-        run = dataclasses.replace(run, prior=brax_import.checkpoint_step(run.prior))
+        run = dataclasses.replace(run, prior=step)
     env = envs.make(run.task)
     check_action_space(algo, run.task, env)
     prior = (rundir.load_prior_for_task(run.prior, run.task, env, run.prior_temperature)

@@ -324,7 +324,7 @@ def validate(run: RunConfig) -> Algorithm:
     run = resolve(run)
     group = family_settings(run, algo)
     checks = {"prior_weight": run.prior_weight, "temperature": run.temperature, "beta": run.beta,
-              "learning_rate": run.learning_rate}
+              "learning_rate": run.learning_rate, "prior_temperature": run.prior_temperature}
     if algo.family == "ppo":
         checks.update({"ppo.reward_scale": group.reward_scale, "ppo.entropy_cost": group.entropy_cost})
     for name, value in checks.items():

@@ -28,6 +28,8 @@ def run_cli(capsys, *argv):
         (["train", "--algo", "residual_ppo"], "--algo residual_ppo customizes a prior: pass --prior RUN_DIR"),
         (["train", "--algo", "soft_ppo", "--temperature", "-1"], "--temperature must be a finite number ≥ 0"),
         (["train", "--algo", "kl_ppo", "--prior", "x", "--beta", "-0.5"], "--beta must be a finite number ≥ 0"),
+        (["train", "--algo", "residual_ppo", "--prior", "x", "--prior-temperature", "-1"],
+         "--prior-temperature must be a finite number ≥ 0"),
         (["train", "--steps", "10"], "--steps 10 is less than one chunk"),
         (["train", "--ppo.num-minibatches", "5"], "not divisible by num_minibatches"),
         (["train", "--algo", "soft_ppo", "--ppo.entropy-cost", "0.01"], "would count it twice"),
