@@ -1,4 +1,4 @@
-"""`rpg-jax train | sweep | evaluate | render | demo`: bad input ends with a one-line message and exit code 2, no traceback."""
+"""`rpg-jax train | sweep | plan | evaluate | render | demo`: bad input ends with a one-line message and exit code 2, no traceback."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class Evaluate:
     """Evaluate the policy of a run directory on its task (deterministic actions)."""
 
     run_dir: tyro.conf.Positional[Path]
-    """Run directory written by `rpg-jax train`."""
+    """Run directory written by `rpg-jax train` (or `rpg-jax plan`: its planner plans again)."""
     episodes: int = 16
     """Number of episodes."""
     seed: int = 0
@@ -143,12 +143,13 @@ def print_config(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rpg_jax import sweep, train
+    from rpg_jax import plan, sweep, train
     from rpg_jax.settings import RunConfig
 
     commands = {
         "train": RunConfig,
         "sweep": sweep.SweepConfig,
+        "plan": plan.PlanConfig,
         "evaluate": Evaluate,
         "render": Render,
         "demo": Demo,
@@ -166,8 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         elif isinstance(args, RunConfig):
             summary = train.train(args)
             print(format_table({f"{summary['algo']} ({summary['task']})": summary["eval"]}))
+        elif isinstance(args, plan.PlanConfig):
+            summary = plan.plan(args)
+            print(format_table({f"{summary['algo']} ({summary['planner']}, {summary['task']})": summary["eval"]}))
+            print(f"{summary['control_steps_per_s']:,.0f} control steps/s, {summary['planned_env_steps_per_s']:,.0f} "
+                  f"planned env steps/s; {summary['wall_s']:.1f} s with {summary['compile_s']:.1f} s compiling")
         elif isinstance(args, Evaluate):
-            print(format_table({str(args.run_dir): train.evaluate_run(args.run_dir, args.episodes, args.seed)}))
+            evaluate = plan.evaluate_plan_dir if plan.is_plan_dir(args.run_dir) else train.evaluate_run
+            print(format_table({str(args.run_dir): evaluate(args.run_dir, args.episodes, args.seed)}))
         elif isinstance(args, Render):
             print(render_videos(args))
         else:

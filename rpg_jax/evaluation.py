@@ -23,7 +23,17 @@ Policy = Callable[[chex.Array, chex.PRNGKey], chex.Array]
 def episode_returns(
     env: Env, policy: Policy, key: chex.PRNGKey, num_episodes: int, episode_length: int
 ) -> dict[str, chex.Array]:
-    """Runs `num_episodes` episodes in parallel for up to `episode_length` steps. Jittable.
+    """Runs `num_episodes` episodes of a memoryless policy in parallel for up to `episode_length` steps.
+    Jittable; `controlled_returns` says what is returned."""
+    return controlled_returns(env, lambda state, key: (), lambda carry, state, key: (policy(state.obs, key), carry),
+                              key, num_episodes, episode_length)
+
+
+def controlled_returns(env: Env, init: Callable, act: Callable, key: chex.PRNGKey, num_episodes: int,
+                       episode_length: int) -> dict[str, chex.Array]:
+    """Runs `num_episodes` episodes in parallel for up to `episode_length` steps of a controller with memory (a
+    planner's nominal plan): `init(states, key) -> carry`, `act(carry, states, key) -> (actions, carry)`, over the
+    batch of env states. Jittable.
 
     Each episode counts rewards until its first `done` (terminal or time limit); what the auto-reset env does
     afterwards is masked out. Returns arrays of shape (num_episodes,) for `basic_return`, `addon_return`,
@@ -35,17 +45,18 @@ def episode_returns(
     zeros = jnp.zeros((num_episodes,), jnp.float32)
 
     def step(carry, key_step):
-        state, alive, basic, addon, length, terminated = carry
-        state = jax.vmap(env.step)(state, policy(state.obs, key_step))
+        state, memory, alive, basic, addon, length, terminated = carry
+        action, memory = act(memory, state, key_step)
+        state = jax.vmap(env.step)(state, action)
         basic = basic + alive * state.metrics["reward_basic"]
         addon = addon + alive * state.metrics["reward_addon"]
         length = length + alive
         terminated = terminated + alive * state.done * (1.0 - state.info["truncation"])
         alive = alive * (1.0 - state.done)
-        return (state, alive, basic, addon, length, terminated), None
+        return (state, memory, alive, basic, addon, length, terminated), None
 
-    carry = (state, jnp.ones_like(zeros), zeros, zeros, zeros, zeros)
-    (_, _, basic, addon, length, terminated), _ = jax.lax.scan(
+    carry = (state, init(state, jax.random.fold_in(key_reset, 1)), jnp.ones_like(zeros), zeros, zeros, zeros, zeros)
+    (_, _, _, basic, addon, length, terminated), _ = jax.lax.scan(
         step, carry, jax.random.split(key_act, episode_length)
     )
     return {"basic_return": basic, "addon_return": addon, "total_return": basic + addon, "length": length,

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rpg_jax import envs, prior as prior_lib, rundir
+from rpg_jax import envs, plan, planning, prior as prior_lib, rundir
 from rpg_jax.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -51,20 +51,28 @@ def _episode_program(task: str, steps: int):
     @jax.jit
     def run(policy, key):
         state = env.reset(key)
+        planner = isinstance(policy, planning.Planner)
+        key_init, key_act = jax.random.split(key)
 
-        def step(state, _):
-            state = env.step(state, policy.act(state.obs))
-            return state, (physical_state(state), state.done)
+        def step(carry, key):
+            state, memory = carry
+            if planner:
+                action, memory = policy.act(env, memory, state, key)
+            else:
+                action = policy.act(state.obs)
+            state = env.step(state, action)
+            return (state, memory), (physical_state(state), state.done)
 
-        _, (frames, done) = jax.lax.scan(step, state, None, length=steps)
+        memory = policy.init(env, state, key_init) if planner else ()
+        _, (frames, done) = jax.lax.scan(step, (state, memory), jax.random.split(key_act, steps))
         return jnp.concatenate([physical_state(state)[None], frames]), done
 
     return run
 
 
-def rollout(task: str, policy: prior_lib.Prior, key: jax.Array, steps: int) -> np.ndarray:
-    """The physical states of one deterministic episode, up to `steps` steps: MuJoCo qpos, or the classic
-    tasks' observation. Shape (frames, size); the first frame is the initial state."""
+def rollout(task: str, policy: prior_lib.Prior | planning.Planner, key: jax.Array, steps: int) -> np.ndarray:
+    """The physical states of one episode, up to `steps` steps, of a policy (its deterministic actions) or a
+    planner (`rpg-jax plan`'s run directories): MuJoCo qpos, or the classic tasks' observation. Shape (frames, size); the first frame is the initial state."""
     frames, done = jax.device_get(_episode_program(task, steps)(policy, key))
     ended = np.flatnonzero(done)
     # The env resets where an episode ends (MuJoCo frames then show the reset state): stop before.
@@ -187,7 +195,7 @@ def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, 
         raise UserError(f"--out {out.name}: the video must end in {' or '.join(VIDEO_SUFFIXES)}")
     if steps < 1 or width < 16 or height < 16 or fps < 1:
         raise UserError("--steps and --fps must be positive, --width and --height at least 16 pixels")
-    loaded = ([rundir.load_prior_of(run_dirs[0])] if with_prior else []) + [rundir.load_run_policy(d)
+    loaded = ([rundir.load_prior_of(run_dirs[0])] if with_prior else []) + [plan.load_controller(d)
                                                                              for d in run_dirs]
     tasks = {task for task, _ in loaded}
     if len(tasks) > 1:

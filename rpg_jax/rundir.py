@@ -215,11 +215,16 @@ def load_run_policy(run_dir: str | Path) -> tuple[str, Prior]:
     return task, load_prior_for_task(run_dir, task)
 
 
+def _customization(config: dict[str, Any]) -> dict[str, Any]:
+    """What config.json says of the customization: a trained run's settings, or a plan's (`rpg_jax.plan`)."""
+    return config.get("run") or config.get("plan") or {}
+
+
 def load_prior_of(run_dir: str | Path) -> tuple[str, Prior]:
-    """The task and the prior a customized run trained from, loaded as the run loaded it (a Brax checkpoint at
-    the run's --prior-temperature)."""
+    """The task and the prior a customized run (or plan) started from, loaded as the run loaded it (a Brax
+    checkpoint at the run's --prior-temperature)."""
     config = read_config(run_dir)
-    run = config.get("run", {})
+    run = _customization(config)
     if not run.get("prior"):
         raise UserError(f"{run_dir} customized no prior")
     task = envs.get_task(config["task"]).name
@@ -227,6 +232,6 @@ def load_prior_of(run_dir: str | Path) -> tuple[str, Prior]:
 
 
 def prior_of(run_dir: str | Path) -> Path | None:
-    """The prior a run customized, as its config.json names it."""
-    prior = read_config(run_dir).get("run", {}).get("prior")
+    """The prior a run (or plan) customized, as its config.json names it."""
+    prior = _customization(read_config(run_dir)).get("prior")
     return Path(prior) if prior else None

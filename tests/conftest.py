@@ -34,6 +34,15 @@ def prior_run(tmp_path_factory):
     return dataclasses.replace(run, out=out / "prior"), summary
 
 
+@pytest.fixture(scope="session")
+def cartpole_prior(tmp_path_factory):
+    """A soft-DQN prior on cartpole (α = 1, the RQL paper's 1e5 steps), trained once per session."""
+    out = tmp_path_factory.mktemp("cartpole") / "prior"
+    summary = train.train(RunConfig(task="cartpole", algo="soft_dqn", temperature=1.0, steps=100_000,
+                                    eval_episodes=8, quiet=True, out=out))
+    return out, summary
+
+
 def run_cli(capsys, *argv):
     """Runs `rpg-jax ARGV` in this process: (exit code, captured stdout/stderr)."""
     try:

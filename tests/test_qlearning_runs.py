@@ -15,14 +15,6 @@ BASIC_RETURN_KEPT = 0.9
 
 
 @pytest.fixture(scope="module")
-def cartpole_prior(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cartpole") / "prior"
-    summary = train.train(train.RunConfig(task="cartpole", algo="soft_dqn", temperature=1.0, steps=100_000,
-                                          eval_episodes=8, quiet=True, out=out))
-    return out, summary
-
-
-@pytest.fixture(scope="module")
 def mountaincar_prior(tmp_path_factory):
     """A barely trained SAC prior (α = 0.1): the cross-family test needs its temperature, not its skill."""
     out = tmp_path_factory.mktemp("mountaincar") / "prior"

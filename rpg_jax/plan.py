@@ -1,0 +1,228 @@
+"""`rpg-jax plan`: customize a prior without training, by planning with it (`rpg_jax.planning`), and write a run
+directory that `evaluate` and `render` read like a trained run's.
+
+    runs/<name>/
+      config.json     {"task", "plan": PlanConfig as JSON}: the prior and every planner setting
+      summary.json    the training runs' keys (task, algo, seeds, objective, prior, eval: basic / add-on / total
+                      returns, length, terminated) plus the planner's costs: control steps/s, planned env steps/s
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import numpy as np
+import tyro
+
+from rpg_jax import brax_import, envs, evaluation, planning, rundir
+from rpg_jax.errors import UserError
+from rpg_jax.prior import Prior
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanConfig:
+    """Customize a prior zero-shot: at every control step, plan with the prior on a copy of the simulator (MPPI
+    for continuous actions, a residual soft tree search for discrete ones) and execute the first action."""
+
+    prior: tyro.conf.Positional[Path]
+    """The prior: a run directory of `rpg-jax train`, or a Brax PPO/SAC checkpoint (then give --task)."""
+    task: str | None = None
+    """Task to customize on (default: the prior's)."""
+    method: Literal["residual", "greedy", "full"] = "residual"
+    """residual: plan on r_R + ω'·log π_prior, never seeing r; greedy: r_R alone (ω' = 0); full: r + r_R, the
+    upper bound that knows the basic reward."""
+    planner: Literal["auto", "mppi", "tree"] = "auto"
+    """mppi (continuous actions) or tree (discrete actions); auto picks by the task's action space."""
+    samples: int = 32
+    """K: MPPI's candidate action sequences per control step; for the tree, the most leaves (it expands every
+    sequence of the largest depth d with A^d ≤ K)."""
+    horizon: int = 16
+    """H: steps looked ahead (the tree values its leaves by sampling the prior for the remaining H − d)."""
+    tail: int = 48
+    """MPPI: after its H actions, each candidate continues for this many steps with the prior's mean actions,
+    costed alike: the prior's foresight beyond the horizon (planned env steps per control step: K·(H + tail))."""
+    prior_weight: float | None = None
+    """ω', the weight of log π_prior (default: the prior's α, i.e. ω = 1). Ignored by greedy and full."""
+    temperature: float | None = None
+    """α̂, the customized policy's temperature: MPPI's λ, the tree's soft-max temperature (default: the prior's α)."""
+    noise: float = 0.3
+    """MPPI: the perturbations' standard deviation in pre-tanh action space."""
+    discount: float = 0.99
+    """γ inside the planning horizon."""
+    episodes: int = 16
+    """Evaluation episodes, planned in parallel (vmapped); they start where training's evaluation starts."""
+    seed: int = 0
+    """PRNG seed of the episodes' initial states and of the planner's samples."""
+    prior_temperature: float | None = None
+    """α of a prior trained elsewhere (a Brax checkpoint records none); refused for a rpg_jax run."""
+    out: Path | None = None
+    """Run directory to write (default runs/<task>-plan_<method>-s<seed>)."""
+
+
+def prior_task(config: PlanConfig) -> str:
+    """The task to plan on: --task, else the one the prior's run directory names."""
+    if config.task is not None:
+        return envs.get_task(config.task).name
+    if brax_import.checkpoint_step(config.prior) is not None:
+        raise UserError(f"{config.prior} is a Brax checkpoint, which records no task: give --task")
+    if not Path(config.prior).is_dir():
+        raise UserError(f"prior {config.prior} does not exist or is not a directory")
+    task = rundir.read_config(config.prior).get("task")
+    if task is None:
+        raise UserError(f"{config.prior}/{rundir.CONFIG} names no task; is it a run directory?")
+    return envs.get_task(task).name
+
+
+def planner_kind(config: PlanConfig, task: str, discrete_actions: int | None) -> str:
+    kind = config.planner if config.planner != "auto" else ("mppi" if discrete_actions is None else "tree")
+    if kind == "tree" and discrete_actions is None:
+        raise UserError(f"--planner tree searches over discrete actions; task {task!r} has continuous actions "
+                        "(use --planner mppi)")
+    if kind == "mppi" and discrete_actions is not None:
+        raise UserError(f"--planner mppi perturbs continuous actions; task {task!r} has {discrete_actions} "
+                        "discrete actions (use --planner tree)")
+    return kind
+
+
+def check_numbers(config: PlanConfig) -> None:
+    for name in ("samples", "horizon", "episodes"):
+        if getattr(config, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("prior_weight", "prior_temperature"):
+        value = getattr(config, name)
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}")
+    for name in ("temperature", "noise"):
+        value = getattr(config, name)
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise UserError(f"--{name} must be a finite number > 0, got {value}")
+    if config.tail < 0:
+        raise UserError(f"--tail must be ≥ 0, got {config.tail}")
+    if not 0.0 <= config.discount <= 1.0:
+        raise UserError(f"--discount must lie in [0, 1], got {config.discount}")
+
+
+def make_planner(config: PlanConfig, prior: Prior, kind: str) -> planning.Planner:
+    """The Planner `config` describes for `prior`: ω' and α̂ default to the prior's α (ω = 1)."""
+    alpha = prior.temperature
+    temperature = config.temperature if config.temperature is not None else alpha
+    if temperature <= 0:
+        raise UserError(f"the prior {config.prior} has temperature 0 (it was not trained max-ent, or its α is not "
+                        "recorded): give --temperature (and --prior-weight)")
+    if kind == "tree" and config.samples < prior.discrete_actions:
+        raise UserError(f"the tree expands every action at the root: --samples must be at least the "
+                        f"{prior.discrete_actions} actions, got {config.samples}")
+    prior_weight = config.prior_weight if config.prior_weight is not None else alpha
+    weights = planning.weights(config.method, prior_weight=prior_weight, temperature=temperature,
+                               gamma=config.discount, noise=config.noise)
+    return planning.Planner(prior=prior, weights=weights, kind=kind, samples=config.samples,
+                            horizon=config.horizon, tail=config.tail)
+
+
+def load(config: PlanConfig) -> tuple[str, planning.Planner]:
+    """The task and the Planner of a plan, every input checked (one-line errors)."""
+    check_numbers(config)
+    task = prior_task(config)
+    env = envs.make(task)
+    prior = rundir.load_prior_for_task(config.prior, task, env, temperature=config.prior_temperature)
+    return task, make_planner(config, prior, planner_kind(config, task, envs.discrete_actions(env)))
+
+
+@functools.lru_cache(maxsize=None)
+def episodes_program(task: str, episodes: int):
+    """One jitted program per task and episode count: a planner's `episodes` episodes, vmapped; planners of the
+    same kind and shape share its compilation (their weights are traced)."""
+    env = envs.make(task)
+    length = envs.get_task(task).episode_length
+
+    def run(planner: planning.Planner, key):
+        def init(states, key):
+            keys = jax.random.split(key, episodes)
+            return jax.vmap(lambda s, k: planner.init(env, s, k))(states, keys)
+
+        def act(memory, states, key):
+            keys = jax.random.split(key, episodes)
+            return jax.vmap(lambda m, s, k: planner.act(env, m, s, k))(memory, states, keys)
+
+        return evaluation.controlled_returns(env, init, act, key, episodes, length)
+
+    return jax.jit(run)
+
+
+def planned_returns(planner: planning.Planner, task: str, key, episodes: int) -> tuple[dict, float, float]:
+    """Per-episode returns of a planner (arrays), its compile seconds and its planning seconds."""
+    start = time.perf_counter()
+    compiled = episodes_program(task, episodes).lower(planner, key).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    returns = jax.device_get(compiled(planner, key))
+    return returns, compile_s, time.perf_counter() - start
+
+
+def summary(config: PlanConfig, task: str, planner: planning.Planner, returns: dict, compile_s: float,
+            plan_s: float) -> dict[str, Any]:
+    control_steps = config.episodes * envs.get_task(task).episode_length
+    planned = control_steps * planner.env_steps_per_control_step()
+    w = planner.weights
+    return {
+        "task": task, "algo": f"plan_{config.method}", "planner": planner.kind, "seeds": [config.seed],
+        "objective": {"prior_weight": float(w.prior_weight), "temperature": float(w.temperature),
+                      "basic_weight": float(w.basic_weight)},
+        "prior": str(Path(config.prior).absolute()), "status": "finished", "episodes": config.episodes,
+        "samples": config.samples, "horizon": config.horizon, "tail": config.tail,
+        **({"depth": planner.depth} if planner.kind == "tree" else {}),
+        "wall_s": compile_s + plan_s, "compile_s": compile_s, "plan_s": plan_s, "control_steps": control_steps,
+        "control_steps_per_s": control_steps / plan_s, "planned_env_steps": planned,
+        "planned_env_steps_per_s": planned / plan_s, "eval": evaluation.summarize(returns),
+    }
+
+
+def to_json(config: PlanConfig) -> dict[str, Any]:
+    return {k: str(Path(v).absolute()) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def plan(config: PlanConfig) -> dict[str, Any]:
+    """Plans `config.episodes` episodes and writes the run directory; returns its summary."""
+    task, planner = load(config)
+    out = rundir.create(config.out or rundir.default_path(task, f"plan_{config.method}", f"s{config.seed}"))
+    rundir.start(out, {"task": task, "plan": to_json(dataclasses.replace(config, out=out))})
+    key = evaluation.evaluation_key(config.seed)
+    returns, compile_s, plan_s = planned_returns(planner, task, key, config.episodes)
+    result = summary(config, task, planner, returns, compile_s, plan_s)
+    rundir.write_summary(out, result)
+    return result
+
+
+def is_plan_dir(run_dir: str | Path) -> bool:
+    return Path(run_dir, rundir.CONFIG).is_file() and "plan" in rundir.read_config(run_dir)
+
+
+def read_plan(run_dir: str | Path) -> PlanConfig:
+    fields = dict(rundir.read_config(run_dir)["plan"])
+    for name in ("prior", "out"):
+        fields[name] = Path(fields[name]) if fields.get(name) else None
+    try:
+        return PlanConfig(**fields)
+    except TypeError as e:
+        raise UserError(f"{run_dir}/{rundir.CONFIG} does not describe a plan of this version of rpg_jax: {e}") \
+            from None
+
+
+def load_controller(run_dir: str | Path) -> tuple[str, Prior | planning.Planner]:
+    """The task and what acts in any run directory: a trained run's policy, or a plan's planner."""
+    if is_plan_dir(run_dir):
+        return load(read_plan(run_dir))
+    return rundir.load_run_policy(run_dir)
+
+
+def evaluate_plan_dir(run_dir: Path, episodes: int, seed: int) -> dict[str, dict[str, float]]:
+    """Plans again with a plan directory's settings on `episodes` episodes from `seed`'s starts."""
+    task, planner = load(read_plan(run_dir))
+    returns, _, _ = planned_returns(planner, task, evaluation.evaluation_key(seed), episodes)
+    return evaluation.summarize(returns)
+
