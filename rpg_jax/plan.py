@@ -45,7 +45,8 @@ class PlanConfig:
     """H: steps looked ahead (the tree values its leaves by sampling the prior for the remaining H − d)."""
     tail: int = 48
     """MPPI: after its H actions, each candidate continues for this many steps with the prior's mean actions,
-    costed alike: the prior's foresight beyond the horizon (planned env steps per control step: K·(H + tail))."""
+    costed alike: the prior's foresight beyond the horizon (planned env steps per control step: K·(H + tail)).
+    The tree ignores it (its leaves are valued by the prior already)."""
     prior_weight: float | None = None
     """ω', the weight of log π_prior (default: the prior's α, i.e. ω = 1). Ignored by greedy and full."""
     temperature: float | None = None
@@ -174,8 +175,8 @@ def summary(config: PlanConfig, task: str, planner: planning.Planner, returns: d
         "objective": {"prior_weight": float(w.prior_weight), "temperature": float(w.temperature),
                       "basic_weight": float(w.basic_weight)},
         "prior": str(Path(config.prior).absolute()), "status": "finished", "episodes": config.episodes,
-        "samples": config.samples, "horizon": config.horizon, "tail": config.tail,
-        **({"depth": planner.depth} if planner.kind == "tree" else {}),
+        "samples": config.samples, "horizon": config.horizon,
+        **({"depth": planner.depth} if planner.kind == "tree" else {"tail": config.tail}),
         "wall_s": compile_s + plan_s, "compile_s": compile_s, "plan_s": plan_s, "control_steps": control_steps,
         "control_steps_per_s": control_steps / plan_s, "planned_env_steps": planned,
         "planned_env_steps_per_s": planned / plan_s, "eval": evaluation.summarize(returns),

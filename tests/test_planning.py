@@ -150,32 +150,43 @@ def test_mppi_with_a_heavy_prior_weight_and_a_small_temperature_executes_the_pri
 
 
 def test_mppi_weights_by_cost_and_shifts_the_plan():
-    """One MPPI step by hand on mountaincar: the cost of each candidate, the weights exp(−(S − min S)/α̂), the
-    executed action and the shifted nominal."""
+    """One MPPI step by hand on mountaincar: each candidate's cost (every term: r_R, r, ω'·log π_prior, the tail
+    of prior mean actions, a terminal value), the weights exp(−(S − min S)/α̂), the action and the next nominal."""
     prior, env = fixed_scale_prior("mountaincar")
-    w = planning.weights("full", prior_weight=5.0, temperature=0.5, noise=0.2, gamma=0.9)
+    w = planning.Weights(prior_weight=jnp.float32(0.5), temperature=jnp.float32(0.5), basic_weight=jnp.float32(1.0),
+                         gamma=jnp.float32(0.9), noise=jnp.float32(0.2))
+    value = lambda obs: 3.0 * obs[0]  # noqa: E731
     state = env.reset(jax.random.PRNGKey(1))
     nominal = planning.prior_mean_sequence(env, prior, state, 5)
     key = jax.random.PRNGKey(4)
-    action, next_nominal, info = planning.mppi_step(env, prior, w, 8, state, nominal, key)
+    action, next_nominal, info = planning.mppi_step(env, prior, w, 8, state, nominal, key, tail=2,
+                                                    terminal_value=value)
     candidates = nominal + (0.2 * jax.random.normal(key, (8, 5, 1))).at[0].set(0.0)
 
-    def cost(u_seq):  # Full: −Σ γ^t (r + r_R) until the episode ends, no prior term (ω' = 0)
-        s, total, alive = state, 0.0, 1.0
-        for t, u in enumerate(u_seq):
+    def cost(u_seq):
+        s, total, alive, end_mean = state, 0.0, 1.0, None
+        for t in range(7):
+            dist = prior.distribution(s.obs)
+            u = u_seq[t] if t < 5 else dist.loc
+            z = (u - dist.loc) / dist.scale
+            log_prior = float(np.sum(-0.5 * z**2 - np.log(dist.scale) - 0.5 * np.log(2 * np.pi)))
             s = env.step(s, jnp.tanh(u))
-            total -= alive * 0.9**t * float(s.metrics["reward_addon"] + s.metrics["reward_basic"])
+            total -= alive * 0.9**t * (float(s.metrics["reward_addon"] + s.metrics["reward_basic"]) + 0.5 * log_prior)
             alive *= 1.0 - float(s.done)
-        return total, prior.distribution(s.obs).loc
+            if t == 4:
+                end_mean = prior.distribution(s.obs).loc
+        return total - alive * 0.9**7 * float(value(s.obs)), end_mean
 
     costs, ends = zip(*(cost(u) for u in candidates))
     weight = np.exp(-(np.array(costs) - min(costs)) / 0.5)
     weight /= weight.sum()
+    assert 1.0 / np.sum(weight**2) == pytest.approx(float(info["effective_samples"]), rel=1e-4)
+    assert float(info["effective_samples"]) > 1.5  # the average, not one candidate, is what is checked
     plan = np.tensordot(weight, np.asarray(candidates), axes=1)
+    assert float(info["cost_nominal"]) == pytest.approx(costs[0], abs=1e-4)
     np.testing.assert_allclose(action, np.tanh(plan[0]), atol=1e-5)
     np.testing.assert_allclose(next_nominal[:-1], plan[1:], atol=1e-5)
     np.testing.assert_allclose(next_nominal[-1], np.tensordot(weight, np.asarray(ends), axes=1), atol=1e-5)
-    assert float(info["cost_nominal"]) == pytest.approx(costs[0], abs=1e-4)
 
 
 TINY_MPPI = ("--samples", "4", "--horizon", "4", "--tail", "4", "--episodes", "2")
