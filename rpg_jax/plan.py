@@ -190,7 +190,10 @@ def to_json(config: PlanConfig) -> dict[str, Any]:
 def plan(config: PlanConfig) -> dict[str, Any]:
     """Plans `config.episodes` episodes and writes the run directory; returns its summary."""
     task, planner = load(config)
-    out = rundir.create(config.out or rundir.default_path(task, f"plan_{config.method}", f"s{config.seed}"))
+    out = Path(config.out or rundir.default_path(task, f"plan_{config.method}", f"s{config.seed}")).absolute()
+    if out.resolve() == Path(config.prior).resolve():
+        raise UserError(f"--out {out} is the prior's directory: a plan writes a run directory of its own")
+    out = rundir.create(out)
     rundir.start(out, {"task": task, "plan": to_json(dataclasses.replace(config, out=out))})
     key = evaluation.evaluation_key(config.seed)
     returns, compile_s, plan_s = planned_returns(planner, task, key, config.episodes)

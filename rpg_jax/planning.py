@@ -11,8 +11,10 @@ control step; an episode is a `lax.scan` of control steps (`evaluation.controlle
 
 - **MPPI** (continuous actions; Residual-MPPI, Wang et al., 2025). A nominal pre-tanh sequence starts as the
   prior's mean actions and is shifted by one step after each control step; K Gaussian perturbations of it
-  (sample 0 is the nominal itself) are scored by S = −Σ_t γ^t [r_R + ω'·log π_prior] and averaged with weights
-  exp(−(S − min S)/α̂): MPPI's temperature λ is the residual objective's α̂. The first action is executed.
+  (sample 0 is the nominal itself) are rolled out for H steps, then optionally `tail` more steps of the prior's
+  own mean actions (its foresight beyond the horizon), scored by S = −Σ_t γ^t [r_R + ω'·log π_prior] and
+  averaged with weights exp(−(S − min S)/α̂): MPPI's temperature λ is the residual objective's α̂. The first
+  action is executed.
 - **Soft tree search** (discrete actions; the RQL planner). Every action sequence of length d = ⌊log_A K⌋ is
   expanded (exhaustive: 2 actions × depth 8 are 256 leaves); each leaf is valued by one rollout that samples the
   prior for the rest of the horizon. The backup is the residual soft Bellman equation,
@@ -27,8 +29,8 @@ env does afterwards is masked out.
 
 The prior's log-density in MPPI is that of the pre-tanh action u (the action is tanh u), where the samples are
 drawn and averaged: there its maximum is the prior's mean, so with ω' large and α̂ small the planner executes the
-prior's mean actions. The change of variables cancels between log π_prior and the planner's own entropy when
-ω' = α̂ (a KL is invariant under tanh), so at the default ω = 1 the objective is the one the training agents use.
+prior's mean actions (for a prior whose scale does not depend on the state). At the default ω' = α̂ the objective
+is E[Σ r_R] − α̂·KL(π̂ ‖ π_prior), and a KL is the same in u and in a = tanh u: the training agents' objective.
 """
 
 from __future__ import annotations
@@ -44,9 +46,6 @@ from rpg_jax.prior import LOG_PROB_MIN, Prior
 
 METHODS = ("residual", "greedy", "full")
 """residual: r_R + ω'·log π_prior; greedy: r_R alone (ω' = 0); full: r + r_R (ω' = 0), knowing r."""
-
-PLANNERS = ("mppi", "tree")
-
 
 @struct.dataclass
 class Weights:

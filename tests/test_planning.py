@@ -232,7 +232,7 @@ def test_tree_search_plans_on_cartpole(cartpole_prior, tmp_path, capsys):
     (["--samples", "0"], "--samples must be at least 1"),
     (["--horizon", "0"], "--horizon must be at least 1"),
     (["--planner", "tree"], "task 'inverted_pendulum' has continuous actions"),
-    (["--task", "cartpole"], "prior"),
+    (["--task", "cartpole"], "but task 'cartpole' has 2 discrete actions"),  # a prior of another task
     (["--noise", "-1"], "--noise must be a finite number > 0"),
 ])
 def test_bad_plans_are_refused_in_one_line(prior_run, tmp_path, capsys, argv, message):
@@ -240,6 +240,13 @@ def test_bad_plans_are_refused_in_one_line(prior_run, tmp_path, capsys, argv, me
     code, captured = run_cli(capsys, "plan", str(prior_config.out), *argv, "--out", str(tmp_path / "bad"))
     assert code == 2 and message in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_plan_never_writes_over_its_prior(prior_run, capsys):
+    prior_config, _ = prior_run
+    code, captured = run_cli(capsys, "plan", str(prior_config.out), *TINY_MPPI, "--out", str(prior_config.out))
+    assert code == 2 and "is the prior's directory" in captured.err
+    assert "policy" in json.loads((prior_config.out / "config.json").read_text())
 
 
 def test_a_continuous_planner_is_refused_on_a_discrete_task(cartpole_prior, tmp_path, capsys):
