@@ -170,11 +170,12 @@ def summary(config: PlanConfig, task: str, planner: planning.Planner, returns: d
     control_steps = config.episodes * envs.get_task(task).episode_length
     planned = control_steps * planner.env_steps_per_control_step()
     w = planner.weights
+    objective = {"prior_weight": float(w.prior_weight), "temperature": float(w.temperature),
+                 "basic_weight": float(w.basic_weight)}
     return {
-        "task": task, "algo": f"plan_{config.method}", "planner": planner.kind, "seeds": [config.seed],
-        "objective": {"prior_weight": float(w.prior_weight), "temperature": float(w.temperature),
-                      "basic_weight": float(w.basic_weight)},
-        "prior": str(Path(config.prior).absolute()), "status": "finished", "episodes": config.episodes,
+        **rundir.summary_head(task=task, algo=f"plan_{config.method}", seed=config.seed, objective=objective,
+                              prior=config.prior),
+        "planner": planner.kind, "status": "finished", "episodes": config.episodes,
         "samples": config.samples, "horizon": config.horizon,
         **({"depth": planner.depth} if planner.kind == "tree" else {"tail": config.tail}),
         "wall_s": compile_s + plan_s, "compile_s": compile_s, "plan_s": plan_s, "control_steps": control_steps,
