@@ -1,4 +1,4 @@
-"""`rpg-jax train | sweep | plan | evaluate | render | demo`: bad input ends with a one-line message and exit code 2, no traceback."""
+"""`rpg-jax train | sweep | plan | demos | evaluate | render | demo`: bad input ends with a one-line message and exit code 2, no traceback."""
 
 from __future__ import annotations
 
@@ -21,6 +21,37 @@ class Evaluate:
     """Number of episodes."""
     seed: int = 0
     """PRNG seed of the episodes' initial states."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Demos:
+    """Record demonstrations: the transitions of a run's policy (or a plan's planner) on its task, in a .npz file
+    whose layout `rpg_jax/demos.py` documents (write your own in it)."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory of `rpg-jax train` or `rpg-jax plan`."""
+    episodes: int = 16
+    """Episodes to record, in parallel; they start where the seed's evaluations start."""
+    out: Path = Path("demos.npz")
+    """The .npz file to write."""
+    deterministic: bool = False
+    """Record the policy's most likely actions instead of samples of it (a planner's are its own)."""
+    seed: int = 0
+    """PRNG seed of the initial states and of the sampled actions."""
+
+
+def record_demos(args: Demos) -> str:
+    from rpg_jax import demos, evaluation, plan
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    task, controller = plan.load_controller(args.run_dir)
+    recorded = demos.record(task, controller, evaluation.evaluation_key(args.seed), args.episodes,
+                            args.deterministic)
+    path = demos.save(recorded, args.out)
+    returns = recorded.episode_returns()
+    return (f"wrote {path}: {len(recorded.observations):,} transitions in {args.episodes} episodes of {task} "
+            f"(basic return {returns['basic'].mean():.1f}, add-on {returns['addon'].mean():.1f} per episode)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": RunConfig,
         "sweep": sweep.SweepConfig,
         "plan": plan.PlanConfig,
+        "demos": Demos,
         "evaluate": Evaluate,
         "render": Render,
         "demo": Demo,
@@ -177,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table({str(args.run_dir): evaluate(args.run_dir, args.episodes, args.seed)}))
         elif isinstance(args, Render):
             print(render_videos(args))
+        elif isinstance(args, Demos):
+            print(record_demos(args))
         else:
             print(run_demo(args))
     except UserError as e:
