@@ -100,12 +100,7 @@ def record(task: str, controller, key: chex.PRNGKey, episodes: int, deterministi
     env = envs.make(task)
     length = envs.get_task(task).episode_length
     if isinstance(controller, planning.Planner):
-        def init(states, key):
-            return jax.vmap(lambda s, k: controller.init(env, s, k))(states, jax.random.split(key, episodes))
-
-        def act(memory, states, key):
-            return jax.vmap(lambda m, s, k: controller.act(env, m, s, k))(memory, states,
-                                                                            jax.random.split(key, episodes))
+        init, act = controller.over_episodes(env, episodes)
     else:
         def init(states, key):
             return ()

@@ -142,15 +142,7 @@ def episodes_program(task: str, episodes: int):
     length = envs.get_task(task).episode_length
 
     def run(planner: planning.Planner, key):
-        def init(states, key):
-            keys = jax.random.split(key, episodes)
-            return jax.vmap(lambda s, k: planner.init(env, s, k))(states, keys)
-
-        def act(memory, states, key):
-            keys = jax.random.split(key, episodes)
-            return jax.vmap(lambda m, s, k: planner.act(env, m, s, k))(memory, states, keys)
-
-        return evaluation.controlled_returns(env, init, act, key, episodes, length)
+        return evaluation.controlled_returns(env, *planner.over_episodes(env, episodes), key, episodes, length)
 
     return jax.jit(run)
 

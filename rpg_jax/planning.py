@@ -117,6 +117,18 @@ class Planner:
             return ()
         return prior_mean_sequence(env, self.prior, state, self.horizon)
 
+    def over_episodes(self, env, episodes: int) -> tuple[Callable, Callable]:
+        """`init(states, key)` and `act(memory, states, key)` over a batch of `episodes` env states, each episode
+        with its own keys: the controller `evaluation.controlled_returns` runs."""
+
+        def init(states, key):
+            return jax.vmap(lambda s, k: self.init(env, s, k))(states, jax.random.split(key, episodes))
+
+        def act(memory, states, key):
+            return jax.vmap(lambda m, s, k: self.act(env, m, s, k))(memory, states, jax.random.split(key, episodes))
+
+        return init, act
+
     def act(self, env, carry: Any, state, key: chex.PRNGKey) -> tuple[chex.Array, Any]:
         if self.kind == "tree":
             action, _ = tree_search(env, self.prior, self.weights, self.depth, self.horizon, state, key)

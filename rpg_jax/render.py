@@ -72,7 +72,8 @@ def _episode_program(task: str, steps: int):
 
 def rollout(task: str, policy: prior_lib.Prior | planning.Planner, key: jax.Array, steps: int) -> np.ndarray:
     """The physical states of one episode, up to `steps` steps, of a policy (its deterministic actions) or a
-    planner (`rpg-jax plan`'s run directories): MuJoCo qpos, or the classic tasks' observation. Shape (frames, size); the first frame is the initial state."""
+    planner (`rpg-jax plan`'s run directories): MuJoCo qpos, or the classic tasks' observation. Shape (frames,
+    size); the first frame is the initial state."""
     frames, done = jax.device_get(_episode_program(task, steps)(policy, key))
     ended = np.flatnonzero(done)
     # The env resets where an episode ends (MuJoCo frames then show the reset state): stop before.
