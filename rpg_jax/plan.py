@@ -112,9 +112,12 @@ def make_planner(config: PlanConfig, prior: Prior, kind: str) -> planning.Planne
     """The Planner `config` describes for `prior`: ω' and α̂ default to the prior's α (ω = 1)."""
     alpha = prior.temperature
     temperature = config.temperature if config.temperature is not None else alpha
+    if temperature <= 0 and prior.origin:
+        raise UserError(f"the prior ({prior.origin}) records no temperature: pass --prior-temperature α (the "
+                        "entropy weight it stands for), or --temperature and --prior-weight")
     if temperature <= 0:
-        raise UserError(f"the prior {config.prior} has temperature 0 (it was not trained max-ent, or its α is not "
-                        "recorded): give --temperature (and --prior-weight)")
+        raise UserError(f"the prior {config.prior} has temperature 0 (it was not trained max-ent): give "
+                        "--temperature (and --prior-weight)")
     if kind == "tree" and config.samples < prior.discrete_actions:
         raise UserError(f"the tree expands every action at the root: --samples must be at least the "
                         f"{prior.discrete_actions} actions, got {config.samples}")

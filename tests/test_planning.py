@@ -253,3 +253,18 @@ def test_a_continuous_planner_is_refused_on_a_discrete_task(cartpole_prior, tmp_
     prior_dir, _ = cartpole_prior
     code, captured = run_cli(capsys, "plan", str(prior_dir), "--planner", "mppi", "--out", str(tmp_path / "bad"))
     assert code == 2 and "2 discrete actions" in captured.err
+
+
+def test_a_brax_checkpoint_is_planned_with_once_its_task_and_temperature_are_given(tmp_path, capsys):
+    from test_brax_import import _brax_checkpoint
+
+    _brax_checkpoint(tmp_path / "brax")
+    argv = ("plan", str(tmp_path / "brax"), *TINY_MPPI, "--out", str(tmp_path / "plan"))
+    code, captured = run_cli(capsys, *argv)
+    assert code == 2 and "records no task: give --task" in captured.err
+    code, captured = run_cli(capsys, *argv, "--task", "inverted_pendulum")
+    assert code == 2 and "pass --prior-temperature" in captured.err
+    code, captured = run_cli(capsys, *argv, "--task", "inverted_pendulum", "--prior-temperature", "0.1")
+    assert code == 0, captured.err
+    summary = json.loads((tmp_path / "plan" / "summary.json").read_text())
+    assert summary["objective"]["prior_weight"] == pytest.approx(0.1) and summary["task"] == "inverted_pendulum"
