@@ -130,7 +130,7 @@ def save(demos: Demos, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **{k: v for k, v in dataclasses.asdict(demos).items()}, format_version=FORMAT_VERSION)
+        np.savez(f, **dataclasses.asdict(demos), format_version=FORMAT_VERSION)
     tmp.replace(path)
     return path
 

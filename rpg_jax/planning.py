@@ -47,6 +47,7 @@ from rpg_jax.prior import LOG_PROB_MIN, Prior
 METHODS = ("residual", "greedy", "full")
 """residual: r_R + ω'·log π_prior; greedy: r_R alone (ω' = 0); full: r + r_R (ω' = 0), knowing r."""
 
+
 @struct.dataclass
 class Weights:
     """The planner's numbers, traced: a grid of them shares one compiled program.
@@ -150,6 +151,27 @@ def step_gain(state, w: Weights) -> chex.Array:
     return state.metrics["reward_addon"] + w.basic_weight * state.metrics["reward_basic"]
 
 
+def rollout_start(state) -> tuple:
+    """The carry of `discounted_rollout` at `state`: (state, alive, discount, return so far)."""
+    one = jnp.ones((), jnp.float32)
+    return state, one, one, 0.0 * one
+
+
+def discounted_rollout(env, w: Weights, act: Callable, carry: tuple, xs=None, length: int | None = None) -> tuple:
+    """Steps the carry's state with `act(state, x) -> (action, bonus)` over `xs` (or `length` steps), adding
+    γ^t·[gain_t + bonus_t] while the episode lasts: a termination ends the return (the value after it is 0) and
+    what the auto-reset env does afterwards is masked. Returns the final carry (`rollout_start`'s layout)."""
+
+    def step(carry, x):
+        state, alive, discount, total = carry
+        action, bonus = act(state, x)
+        state = env.step(state, action)
+        total = total + alive * discount * (step_gain(state, w) + bonus)
+        return (state, alive * (1.0 - state.done), discount * w.gamma, total), None
+
+    return jax.lax.scan(step, carry, xs, length=length)[0]
+
+
 # ---------------------------------------------------------------------------------------------------- MPPI
 
 
@@ -171,27 +193,30 @@ def mppi_cost(env, prior: Prior, w: Weights, state, u_seq: chex.Array, tail: int
     of the prior's own mean actions (what the prior would do from where the sequence leads), minus γ^(H+tail)·V
     of a terminal value where the rollout ends alive."""
 
-    def step(carry, u):
-        state, alive, discount, cost = carry
-        u = prior.distribution(state.obs).loc if u is None else u
-        log_prior = jnp.maximum(prior.distribution(state.obs).base.log_prob(u), LOG_PROB_MIN)
-        state = env.step(state, jnp.tanh(u))
-        cost = cost - alive * discount * (step_gain(state, w) + w.prior_weight * log_prior)
-        return (state, alive * (1.0 - state.done), discount * w.gamma, cost), None
+    def with_prior_term(distribution, u):
+        log_prior = jnp.maximum(distribution.base.log_prob(u), LOG_PROB_MIN)
+        return jnp.tanh(u), w.prior_weight * log_prior
 
-    one = jnp.ones((), jnp.float32)
-    carry, _ = jax.lax.scan(step, (state, one, one, 0.0 * one), u_seq)
+    def planned(state, u):
+        return with_prior_term(prior.distribution(state.obs), u)
+
+    def prior_mean(state, _):
+        distribution = prior.distribution(state.obs)  # one network call per step
+        return with_prior_term(distribution, distribution.loc)
+
+    carry = discounted_rollout(env, w, planned, rollout_start(state), u_seq)
     end_mean = prior.distribution(carry[0].obs).loc
     if tail:
-        carry, _ = jax.lax.scan(lambda c, _: step(c, None), carry, None, length=tail)
-    end, alive, discount, cost = carry
+        carry = discounted_rollout(env, w, prior_mean, carry, length=tail)
+    end, alive, discount, total = carry
     if terminal_value is not None:
-        cost = cost - alive * discount * terminal_value(end.obs)
-    return cost, end_mean
+        total = total + alive * discount * terminal_value(end.obs)
+    return -total, end_mean
 
 
 def mppi_step(env, prior: Prior, w: Weights, samples: int, state, nominal: chex.Array, key: chex.PRNGKey,
-              tail: int = 0, terminal_value: Callable | None = None) -> tuple[chex.Array, chex.Array, dict[str, chex.Array]]:
+              tail: int = 0, terminal_value: Callable | None = None
+              ) -> tuple[chex.Array, chex.Array, dict[str, chex.Array]]:
     """One MPPI control step from `state`: (action to execute, next control step's nominal, costs info).
 
     The next nominal is this step's plan shifted by one, ending with the prior's mean action where the
@@ -235,20 +260,14 @@ def _descend(env, prior: Prior, w: Weights, state, actions: chex.Array):
 def prior_rollout_value(env, prior: Prior, w: Weights, state, key: chex.PRNGKey, steps: int) -> chex.Array:
     """One sampled estimate of the prior's residual soft value at `state`: following a ~ π_prior for `steps`,
     Σ_t γ^t [gain_t + (ω' − α̂)·log π_prior(a_t|s_t)] (the residual objective when π̂ = π_prior)."""
-    if steps == 0:
-        return jnp.zeros((), jnp.float32)
-
-    def step(carry, key):
-        state, alive, discount, value = carry
+    def sample(state, key):
         log_probs = prior.log_probs(state.obs)
         action = jax.random.categorical(key, log_probs)
-        state = env.step(state, action)
-        gain = step_gain(state, w) + (w.prior_weight - w.temperature) * log_probs[action]
-        return (state, alive * (1.0 - state.done), discount * w.gamma, value + alive * discount * gain), None
+        return action, (w.prior_weight - w.temperature) * log_probs[action]
 
-    one = jnp.ones((), jnp.float32)
-    (_, _, _, value), _ = jax.lax.scan(step, (state, one, one, 0.0 * one), jax.random.split(key, steps))
-    return value
+    if steps == 0:
+        return jnp.zeros((), jnp.float32)
+    return discounted_rollout(env, w, sample, rollout_start(state), jax.random.split(key, steps))[3]
 
 
 def soft_backup(gains, dones, log_probs, leaf_values, w: Weights, num_actions: int) -> chex.Array:
