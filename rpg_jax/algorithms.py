@@ -52,7 +52,13 @@ class Algorithm:
 
     @property
     def discrete(self) -> bool:
+        """Only for discrete actions (the Q-learning family)."""
         return self.family == "dqn"
+
+    @property
+    def continuous(self) -> bool:
+        """Only for continuous actions (SAC's reparameterized actor); the PPO family takes either."""
+        return self.family == "sac"
 
     def reads_setting(self, name: str) -> bool:
         """Whether a setting ("prior_weight", or a group field "sac.batch_size") changes what this trains."""

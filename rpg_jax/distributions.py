@@ -93,9 +93,18 @@ class Categorical:
         log_p = jax.nn.log_softmax(self.logits)
         return jnp.take_along_axis(log_p, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
-    def entropy(self) -> chex.Array:
+    def entropy(self, key: chex.PRNGKey | None = None) -> chex.Array:
+        """Exact; `key` is accepted so callers can treat every policy distribution alike."""
         log_p = jax.nn.log_softmax(self.logits)
         return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+    # The PPO family and the prior's log-probabilities work with a policy's "raw" actions: the pre-tanh sample of
+    # a TanhNormal, the index itself here (no squashing).
+    def sample_pre_tanh(self, key: chex.PRNGKey) -> chex.Array:
+        return self.sample(key)
+
+    def log_prob_pre_tanh(self, action: chex.Array) -> chex.Array:
+        return self.log_prob(action)
 
     def mode(self) -> chex.Array:
         return jnp.argmax(self.logits, axis=-1)

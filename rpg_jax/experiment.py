@@ -136,10 +136,10 @@ def check_action_space(algo: Algorithm, task: str, env) -> None:
     discrete = envs.discrete_actions(env)
     if algo.discrete and discrete is None:
         raise UserError(f"--algo {algo.name} needs discrete actions; task {task!r} has continuous actions")
-    if not algo.discrete and discrete is not None:
+    if algo.continuous and discrete is not None:
         raise UserError(
             f"--algo {algo.name} needs continuous actions; task {task!r} has {discrete} discrete actions "
-            "(use soft_dqn or residual_dqn)"
+            "(use the PPO family, soft_dqn or residual_dqn)"
         )
 
 
@@ -154,6 +154,9 @@ def make_train(run: RunConfig) -> Experiment:
     check_action_space(algo, run.task, env)
     prior = (rundir.load_prior_for_task(run.prior, run.task, env, run.prior_temperature)
              if run.prior is not None else None)
+    if algo.init_from_prior and isinstance(prior.spec, SoftQPolicySpec) and prior.spec.prior_weight != 0.0:
+        raise UserError(f"--algo {algo.name} starts its actor as the prior, but {run.prior} is a residual soft-Q "
+                        "customization of another prior; start from a soft_dqn run or a policy instead")
     objective = algorithms.make_objective(algo, run, prior)
     config = settings.agent_config(run, algo)
     hyper = settings.agent_hyper(run, algo, objective, env)

@@ -77,6 +77,60 @@ class PolicySpec:
     def discrete_actions(self) -> None:
         return None
 
+    def env_action(self, u: chex.Array) -> chex.Array:
+        """The action the env takes for a raw (pre-tanh) sample."""
+        return jnp.tanh(u)
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalPolicySpec:
+    """A softmax policy over `num_actions` discrete actions (the PPO family and behaviour cloning on a discrete
+    task): the MLP's outputs are the logits. Its raw actions are the indices themselves."""
+
+    obs_size: int
+    num_actions: int
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    @property
+    def module(self) -> MLP:
+        # A small final layer starts the policy near uniform, as the tanh-Gaussian starts near a zero mean.
+        return MLP(self.hidden, self.num_actions, self.activation, final_scale=0.01)
+
+    def init(self, key: chex.PRNGKey) -> Any:
+        return self.module.init(key, jnp.zeros((1, self.obs_size)))
+
+    def distribution(
+        self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array
+    ) -> distributions.Categorical:
+        return distributions.Categorical(self.module.apply(params, normalization.normalize(normalizer, obs)))
+
+    @property
+    def action_size(self) -> int:
+        return 1
+
+    @property
+    def discrete_actions(self) -> int:
+        return self.num_actions
+
+    def env_action(self, u: chex.Array) -> chex.Array:
+        return u
+
+    def to_dict(self) -> dict:
+        return {"kind": "categorical", **dataclasses.asdict(self)}
+
+
+def policy_spec(obs_size: int, action_size: int, discrete_actions: int | None, hidden, activation: str):
+    """A new policy's spec for an action space: tanh-Gaussian, or softmax over `discrete_actions`."""
+    if discrete_actions is None:
+        return PolicySpec(obs_size, action_size, hidden, activation)
+    return CategoricalPolicySpec(obs_size, discrete_actions, hidden, activation)
+
 
 @dataclasses.dataclass(frozen=True)
 class ValueSpec:
@@ -182,10 +236,33 @@ class SoftQPolicySpec:
         return {"kind": "soft_q", **dataclasses.asdict(self)}
 
 
-POLICY_SPECS = {"tanh_normal": PolicySpec, "soft_q": SoftQPolicySpec}
+def actor_spec(prior_spec) -> PolicySpec | CategoricalPolicySpec:
+    """The spec of a PPO actor that starts as the prior: the prior's own, or for a soft-Q prior a softmax policy
+    with the Q-network's layers (logits Q/α, `actor_params`)."""
+    if isinstance(prior_spec, SoftQPolicySpec):
+        if prior_spec.prior_weight != 0.0:
+            raise ValueError("a residual soft-Q policy needs its base prior's log-probabilities: a PPO actor "
+                             "cannot start as it")
+        return CategoricalPolicySpec(prior_spec.obs_size, prior_spec.num_actions, prior_spec.hidden,
+                                     prior_spec.activation)
+    return prior_spec
 
 
-def policy_spec_from_dict(d: dict) -> PolicySpec | SoftQPolicySpec:
+def actor_params(prior_spec, params: Any) -> Any:
+    """The prior's parameters as `actor_spec`'s: a soft-Q network's last layer divided by α, so that the
+    actor's logits are Q/α and its softmax is exactly the prior's."""
+    if not isinstance(prior_spec, SoftQPolicySpec):
+        return params
+    last = f"Dense_{len(prior_spec.hidden)}"
+    layers = dict(params["params"])
+    layers[last] = jax.tree.map(lambda x: x / prior_spec.temperature, layers[last])
+    return {**params, "params": layers}
+
+
+POLICY_SPECS = {"tanh_normal": PolicySpec, "soft_q": SoftQPolicySpec, "categorical": CategoricalPolicySpec}
+
+
+def policy_spec_from_dict(d: dict) -> PolicySpec | SoftQPolicySpec | CategoricalPolicySpec:
     """Rebuilds a spec written by `to_dict` (files without "kind" are tanh-normal policies)."""
     d = dict(d)
     kind = d.pop("kind", "tanh_normal")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rpg_jax import distributions, normalization, objective as objective_lib
-from rpg_jax.networks import PolicySpec, SoftQPolicySpec
+from rpg_jax.networks import CategoricalPolicySpec, PolicySpec, SoftQPolicySpec
 # log π_prior is clipped from below (SPEC.md §3.2): a prior that finds an action impossible must not turn the
 # shaped reward, or a gradient through it, into −inf.
 LOG_PROB_MIN = -50.0
@@ -24,7 +24,7 @@ class Prior:
     Attributes:
       params: policy network parameters (never differentiated: wrapped in stop_gradient on use).
       normalizer: the prior's own observation normalizer.
-      spec: network structure: a tanh-Gaussian policy, or soft Q-values over discrete actions.
+      spec: network structure: a tanh-Gaussian policy, or over discrete actions soft Q-values or logits.
       temperature: the α at which the prior was trained (0 if it was not max-ent).
       task: the task it was trained on.
       base: for a soft-Q policy that was itself a residual customization, the prior it customized.
@@ -34,7 +34,7 @@ class Prior:
 
     params: Any
     normalizer: normalization.Normalizer
-    spec: PolicySpec | SoftQPolicySpec = struct.field(pytree_node=False)
+    spec: PolicySpec | SoftQPolicySpec | CategoricalPolicySpec = struct.field(pytree_node=False)
     temperature: float = struct.field(pytree_node=False, default=0.0)
     task: str = struct.field(pytree_node=False, default="")
     base: "Prior | None" = None
@@ -47,6 +47,9 @@ class Prior:
     def log_probs(self, obs: chex.Array) -> chex.Array:
         """log π(·|s) over all discrete actions, shape (..., num_actions), clipped below at LOG_PROB_MIN."""
         params, normalizer = jax.lax.stop_gradient((self.params, self.normalizer))
+        if isinstance(self.spec, CategoricalPolicySpec):
+            return jnp.maximum(jax.nn.log_softmax(self.spec.distribution(params, normalizer, obs).logits),
+                               LOG_PROB_MIN)
         q = self.spec.q_spec.q_values(params, normalizer, obs)
         base = jnp.zeros_like(q) if self.base is None else self.base.log_probs(obs)
         objective = objective_lib.residual(self.spec.prior_weight, self.spec.temperature)
@@ -71,7 +74,8 @@ class Prior:
 
 
 def log_prob_pre_tanh(prior: Prior | None, obs: chex.Array, u: chex.Array) -> chex.Array:
-    """log π_prior(tanh u | s), or zeros when an agent runs without a prior (its ω' is then 0)."""
+    """log π_prior(tanh u | s) (or of the index u of a discrete action), or zeros when an agent runs without a
+    prior (its ω' is then 0)."""
     if prior is None:
-        return jnp.zeros(u.shape[:-1], u.dtype)
+        return jnp.zeros(obs.shape[:-1], jnp.float32)
     return prior.log_prob_pre_tanh(obs, u)

@@ -22,3 +22,65 @@ def test_critic_warmup_freezes_the_actor_and_trains_the_critic():
                            zip(jax.tree.leaves(end.params.value), jax.tree.leaves(start.params.value)))
         assert value_change > 0.0
         assert (policy_change > 0.0) == actor_moves, (warmup, policy_change)
+
+
+def _linear_categorical(kernel, bias):
+    from rpg_jax import normalization
+    from rpg_jax.networks import CategoricalPolicySpec
+    spec = CategoricalPolicySpec(obs_size=kernel.shape[0], num_actions=kernel.shape[1], hidden=())
+    params = {"params": {"Dense_0": {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}}}
+    return spec, params, normalization.init(kernel.shape[0])
+
+
+def test_discrete_ppo_loss_by_hand():
+    """The clipped surrogate, value regression and exact entropy of a softmax policy, computed with NumPy from
+    the logits of a linear policy: ρ = π(a|s)/π_old(a|s), Â normalized, L = −mean(min(ρÂ, clip(ρ)Â)) + ½c_v·MSE
+    − c_H·H."""
+    from rpg_jax.agents import common, ppo
+    from rpg_jax.networks import ValueSpec
+
+    rng = np.random.default_rng(0)
+    kernel, bias = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    spec, policy_params, normalizer = _linear_categorical(kernel, bias)
+    value_spec = ValueSpec(obs_size=3, hidden=())
+    value_params = value_spec.init(jax.random.PRNGKey(1))
+    obs = rng.normal(size=(6, 3)).astype(np.float32)
+    actions = np.array([0, 1, 2, 3, 1, 0], np.int32)
+    old_log_prob = rng.normal(-1.4, 0.3, size=6).astype(np.float32)
+    advantages = rng.normal(size=6).astype(np.float32)
+    targets = rng.normal(size=6).astype(np.float32)
+    zeros = jnp.zeros(6)
+    step = common.EnvStep(zeros, zeros, zeros, zeros, zeros, jnp.zeros((6, 3)), zeros, zeros)
+    batch = ppo.Transition(obs=jnp.asarray(obs), pre_tanh_action=jnp.asarray(actions),
+                           log_prob=jnp.asarray(old_log_prob), log_prob_prior=zeros, step=step)
+    experiment = make_train(RunConfig(algo="soft_ppo", task="cartpole", steps=20_480))
+    hyper = experiment.hyper.replace(clip_epsilon=jnp.float32(0.2), value_coef=jnp.float32(0.5),
+                                     entropy_cost=jnp.float32(0.01))
+    loss, metrics = ppo.ppo_loss(ppo.Params(policy_params, value_params), normalizer, batch,
+                                 jnp.asarray(advantages), jnp.asarray(targets), jax.random.PRNGKey(2),
+                                 policy_spec=spec, value_spec=value_spec, hyper=hyper)
+
+    logits = obs.astype(np.float64) @ kernel + bias
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ratio = np.exp(log_p[np.arange(6), actions] - old_log_prob)
+    adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    surrogate = -np.mean(np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv))
+    values = np.asarray(value_spec.value(value_params, normalizer, jnp.asarray(obs)))
+    entropy = -np.mean((np.exp(log_p) * log_p).sum(-1))
+    expected = surrogate + 0.5 * 0.5 * np.mean((values - targets) ** 2) - 0.01 * entropy
+    np.testing.assert_allclose(float(metrics["policy_loss"]), surrogate, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["entropy"]), entropy, rtol=1e-5)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_a_ppo_actor_starts_as_a_soft_dqn_prior(cartpole_prior):
+    """Residual PPO on a discrete task starts its softmax actor as the soft-Q prior: logits Q/α."""
+    from rpg_jax import rundir
+    prior_dir, _ = cartpole_prior
+    experiment = make_train(RunConfig(algo="residual_ppo", task="cartpole", prior=prior_dir, steps=20_480))
+    state = experiment.init(jax.random.PRNGKey(0))
+    prior = rundir.load_prior_for_task(prior_dir, "cartpole")
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, 4)) * jnp.array([1.0, 1.0, 0.1, 1.0])
+    actor = experiment.agent.policy_spec.distribution(state.params.policy, state.normalizer, obs)
+    actor_log_probs = jnp.maximum(jax.nn.log_softmax(actor.logits), -50.0)  # the prior's clip (LOG_PROB_MIN)
+    np.testing.assert_allclose(actor_log_probs, prior.log_probs(obs), atol=1e-5)

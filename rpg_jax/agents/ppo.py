@@ -28,6 +28,7 @@ from flax import struct
 from rpg_jax import normalization, objective as objective_lib
 from rpg_jax.agents import common
 from rpg_jax.agents.optim import init_with_hyperparams
+from rpg_jax import networks
 from rpg_jax.networks import PolicySpec, ValueSpec
 from rpg_jax import prior as prior_lib
 from rpg_jax.prior import Prior
@@ -124,7 +125,7 @@ class Transition:
     """One rollout step, time-major batches of these are (T, B, ...)."""
 
     obs: chex.Array
-    pre_tanh_action: chex.Array
+    pre_tanh_action: chex.Array  # the pre-tanh sample u (a = tanh u), or a discrete action's index
     log_prob: chex.Array  # log π_θold(a|s): a constant in the loss and in r̃
     log_prob_prior: chex.Array
     step: common.EnvStep  # rewards, termination ≠ truncation, the observation reached, episode sums
@@ -211,9 +212,10 @@ class PPO:
         self.env = env
         self.config = config
         self.policy_spec = (
-            prior_spec
+            networks.actor_spec(prior_spec)
             if config.init_from_prior
-            else PolicySpec(env.observation_size, env.action_size, config.policy_hidden, config.activation)
+            else networks.policy_spec(env.observation_size, env.action_size, getattr(env, "discrete_actions", None),
+                                      config.policy_hidden, config.activation)
         )
         self.value_spec = ValueSpec(env.observation_size, config.value_hidden, config.activation)
         self.optimizer = optax.inject_hyperparams(_optimizer)(learning_rate=0.0, max_grad_norm=0.0)
@@ -222,7 +224,7 @@ class PPO:
     def init(self, key: chex.PRNGKey, hyper: Hyper, prior: Prior | None = None) -> TrainState:
         key_policy, key_value, key_env, key = jax.random.split(key, 4)
         if self.config.init_from_prior:
-            policy_params, normalizer = prior.params, prior.normalizer
+            policy_params, normalizer = networks.actor_params(prior.spec, prior.params), prior.normalizer
         else:
             policy_params = self.policy_spec.init(key_policy)
             normalizer = normalization.init(self.env.observation_size)
@@ -254,7 +256,7 @@ class PPO:
             u = dist.sample_pre_tanh(key_step)
             log_prob = dist.log_prob_pre_tanh(u)
             log_prob_prior = prior_lib.log_prob_pre_tanh(state.prior, obs, u)
-            next_state, outcome = common.step_envs(self.env, env_state, jnp.tanh(u))
+            next_state, outcome = common.step_envs(self.env, env_state, self.policy_spec.env_action(u))
             return next_state, Transition(obs=obs, pre_tanh_action=u, log_prob=log_prob,
                                           log_prob_prior=log_prob_prior, step=outcome)
 
