@@ -14,7 +14,7 @@ from rpg_jax import objective as objective_lib
 from rpg_jax.errors import UserError, unknown_name
 from rpg_jax.prior import Prior
 
-Family = Literal["ppo", "sac", "dqn"]
+Family = Literal["ppo", "sac", "dqn", "bc"]
 
 # Top-level settings every algorithm reads (how long, where, how watched, the env batch and the optimizer).
 COMMON = frozenset({
@@ -32,11 +32,13 @@ class Algorithm:
       family: the agent that optimizes it (agents.ppo, agents.sac, agents.dqn).
       make_objective: (resolved run settings, prior or None) -> the Objective (SPEC.md §3).
       needs_prior: it customizes a prior (`--prior` is required).
+      needs_demos: it learns from demonstrations (`--demos` is required).
       init_from_prior: the actor starts as the prior (its widths are the prior's).
       entropy_bonus: PPO's loss has an entropy bonus (not when the entropy is already in the reward).
       reads: top-level settings it reads beyond COMMON (`prior`, `prior_weight`, `temperature`, `beta`,
         `policy_hidden`); the fields of its family's group are read too, except `ignores`.
-      ignores: fields of its family's group it does not read, as "family.field".
+      ignores: fields of its family's group it does not read, as "family.field", and common settings it does not
+        read (behaviour cloning steps no env: "num_envs").
       defaults: its own defaults of settings left unset ("temperature", "ppo.entropy_cost", …).
     """
 
@@ -44,6 +46,7 @@ class Algorithm:
     family: Family
     make_objective: Callable[[Any, Prior | None], objective_lib.Objective]
     needs_prior: bool = False
+    needs_demos: bool = False
     init_from_prior: bool = False
     entropy_bonus: bool = False
     reads: frozenset[str] = frozenset()
@@ -62,8 +65,10 @@ class Algorithm:
 
     def reads_setting(self, name: str) -> bool:
         """Whether a setting ("prior_weight", or a group field "sac.batch_size") changes what this trains."""
+        if name in self.ignores:
+            return False
         if "." in name:
-            return name.split(".")[0] == self.family and name not in self.ignores
+            return name.split(".")[0] == self.family
         return name in COMMON or name in self.reads
 
 
@@ -109,6 +114,13 @@ def _dqn(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Alg
         {"prior"} if prior else set()), defaults={**epsilon, **defaults})
 
 
+def _bc(name: str, make_objective, **defaults) -> Algorithm:
+    """Behaviour cloning: no env steps in training, so no env batch, discount or sharding of one."""
+    return Algorithm(name, "bc", make_objective, needs_demos=True,
+                     reads=frozenset({"demos", "temperature", "policy_hidden"}),
+                     ignores=frozenset({"num_envs", "discount", "shard_envs"}), defaults=defaults)
+
+
 def _soft(run, prior) -> objective_lib.Objective:
     return objective_lib.soft(run.temperature)
 
@@ -132,6 +144,7 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     _dqn("soft_dqn", _soft, reads={"temperature"}, temperature=0.1),
     _dqn("residual_dqn", _residual_objective, reads=RESIDUAL, prior=True),
     _dqn("full_dqn", _full_soft, reads={"temperature"}, temperature=0.1),
+    _bc("bc", _soft, temperature=0.1),
 ]}
 
 AlgoName = Literal[tuple(ALGORITHMS)]  # the parser lists the valid names

@@ -159,6 +159,8 @@ def load(path: str | Path, task: str) -> Demos:
 
 
 def check(demos: Demos, task: str, path: Path) -> None:
+    if demos.task != task:
+        raise UserError(f"demonstrations {path} were recorded on task {demos.task!r}, not {task!r}")
     env = envs.make(task)
     discrete = envs.discrete_actions(env)
     T = len(demos.observations)
@@ -171,8 +173,6 @@ def check(demos: Demos, task: str, path: Path) -> None:
         if getattr(demos, name).shape != shape:
             raise UserError(f"demonstrations {path}: {name} has shape {getattr(demos, name).shape}, but task "
                             f"{task!r} needs {shape}")
-    if demos.task != task:
-        raise UserError(f"demonstrations {path} were recorded on task {demos.task!r}, not {task!r}")
     if demos.episode_lengths.ndim != 1 or demos.episode_lengths.sum() != T or (demos.episode_lengths < 1).any():
         raise UserError(f"demonstrations {path}: episode_lengths must be positive and sum to the {T} transitions")
     ends = np.zeros(T, bool)

@@ -22,19 +22,21 @@ from typing import Any
 import jax
 import numpy as np
 
-from rpg_jax import algorithms, brax_import, envs, objective as objective_lib, rundir, settings
-from rpg_jax.agents import dqn, ppo, sac
+from rpg_jax import algorithms, brax_import, demos as demos_lib, envs, objective as objective_lib, rundir, settings
+from rpg_jax.agents import bc, dqn, ppo, sac
 from rpg_jax.algorithms import Algorithm
 from rpg_jax.errors import UserError
 from rpg_jax.networks import SoftQPolicySpec
 from rpg_jax.prior import Prior
 from rpg_jax.settings import RunConfig
 
-# family -> (env, Config, the prior's network spec or None) -> agent; a DQN's residual Q_R needs no prior spec.
+# family -> (env, Config, the prior's network spec or None, Demos or None) -> agent; a DQN's residual Q_R needs no
+# prior spec.
 AGENTS = {
-    "ppo": lambda env, config, prior_spec: ppo.PPO(env, config, prior_spec=prior_spec),
-    "sac": lambda env, config, prior_spec: sac.SAC(env, config, prior_spec=prior_spec),
-    "dqn": lambda env, config, prior_spec: dqn.DQN(env, config),
+    "ppo": lambda env, config, prior_spec, demos: ppo.PPO(env, config, prior_spec=prior_spec),
+    "sac": lambda env, config, prior_spec, demos: sac.SAC(env, config, prior_spec=prior_spec),
+    "dqn": lambda env, config, prior_spec, demos: dqn.DQN(env, config),
+    "bc": lambda env, config, prior_spec, demos: bc.BC(env, config, demos.observations, demos.actions),
 }
 
 
@@ -160,7 +162,8 @@ def make_train(run: RunConfig) -> Experiment:
     objective = algorithms.make_objective(algo, run, prior)
     config = settings.agent_config(run, algo)
     hyper = settings.agent_hyper(run, algo, objective, env)
-    agent = AGENTS[algo.family](env, config, prior.spec if prior is not None else None)
+    demos = demos_lib.load(run.demos, run.task) if run.demos is not None else None
+    agent = AGENTS[algo.family](env, config, prior.spec if prior is not None else None, demos)
     return Experiment(run, algo, env, prior, objective, config, hyper, agent)
 
 

@@ -35,10 +35,12 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def finite_flags(state: Any) -> dict[str, jax.Array]:
-    """1.0 where every entry of a quantity of a TrainState (PPO, SAC or DQN) is finite, else 0.0."""
+    """1.0 where every entry of a quantity of a TrainState (PPO, SAC, DQN, or BC, which has no env) is finite,
+    else 0.0."""
     groups = {f.name: getattr(state.params, f.name) for f in dataclasses.fields(state.params)}
     flags = {f"parameters ({name})": all_finite(tree) for name, tree in groups.items()}
-    flags["observations"] = all_finite(state.env_state.obs)
+    if hasattr(state, "env_state"):
+        flags["observations"] = all_finite(state.env_state.obs)
     flags["observation normalizer"] = all_finite(state.normalizer)
     return {FLAG_PREFIX + name: flag.astype(jnp.float32) for name, flag in flags.items()}
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import tyro
 
 from rpg_jax import algorithms, devices, envs
-from rpg_jax.agents import dqn, ppo, sac
+from rpg_jax.agents import bc, dqn, ppo, sac
 from rpg_jax.algorithms import Algorithm, AlgoName
 from rpg_jax.errors import UserError
 from rpg_jax.logging import require_wandb
@@ -194,6 +194,27 @@ class DQNSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class BCSettings:
+    """Behaviour-cloning settings (`--bc.*`); --steps counts demonstration transitions drawn."""
+
+    shared: ClassVar[Shared] = Shared(num_envs=1, learning_rate=1e-3, policy_hidden=(32, 32),
+                                      iterations_per_chunk=500, steps=1_024_000)
+
+    batch_size: int = 256
+    """Demonstration transitions per gradient step."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+
+    def agent_config(self, run: RunConfig, algo: Algorithm) -> bc.Config:
+        return bc.Config(batch_size=self.batch_size, policy_hidden=tuple(run.policy_hidden),
+                         iterations_per_chunk=run.iterations_per_chunk)
+
+    def agent_hyper(self, run: RunConfig, algo: Algorithm, objective, env) -> bc.Hyper:
+        return bc.Hyper(objective=objective, learning_rate=_f32(run.learning_rate),
+                        max_grad_norm=_f32(self.max_grad_norm))
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One training run. Every field is a command-line flag of `rpg-jax train`; a field left at None takes the
     task's preset, the algorithm's default, or the family's (`resolve`, `--print-config`)."""
@@ -205,13 +226,15 @@ class RunConfig:
     prior: Path | None = None
     """The prior policy (residual, KL and greedy algorithms): a rpg_jax run directory, or a Brax PPO checkpoint
     directory (Brax's or MuJoCo Playground's training writes one; needs --prior-temperature)."""
+    demos: Path | None = None
+    """Demonstrations to learn from (bc, gail): a .npz file written by `rpg-jax demos` (layout: rpg_jax/demos.py)."""
     prior_temperature: float | None = None
     """α of a prior trained elsewhere (a Brax checkpoint records none); ω' and α̂ default to it."""
     prior_weight: float | None = None
     """ω', weight of log π_prior in the reward (default: the prior's temperature α, i.e. ω = 1)."""
     temperature: float | None = None
     """α̂, entropy weight of the trained policy (default: the prior's α for residual algorithms; 0.2 for
-    soft_ppo, 0.1 for sac, full_sac, soft_dqn and full_dqn)."""
+    soft_ppo, 0.1 for sac, full_sac, soft_dqn, full_dqn and bc, whose clone carries it as its temperature)."""
     beta: float = 0.2
     """β of KL PPO (ω' = α̂ = β)."""
     steps: int | None = None
@@ -251,12 +274,13 @@ class RunConfig:
     ppo: PPOSettings = PPOSettings()
     sac: SACSettings = SACSettings()
     dqn: DQNSettings = DQNSettings()
+    bc: BCSettings = BCSettings()
 
 
-FAMILY_SETTINGS = {"ppo": PPOSettings, "sac": SACSettings, "dqn": DQNSettings}
+FAMILY_SETTINGS = {"ppo": PPOSettings, "sac": SACSettings, "dqn": DQNSettings, "bc": BCSettings}
 
 
-def family_settings(run: RunConfig, algo: Algorithm) -> PPOSettings | SACSettings | DQNSettings:
+def family_settings(run: RunConfig, algo: Algorithm) -> PPOSettings | SACSettings | DQNSettings | BCSettings:
     return getattr(run, algo.family)
 
 
@@ -334,6 +358,9 @@ def validate(run: RunConfig) -> Algorithm:
         raise UserError("--discount and --ppo.gae-lambda must lie in [0, 1]")
     if algo.needs_prior and run.prior is None:
         raise UserError(f"--algo {run.algo} customizes a prior: pass --prior RUN_DIR")
+    if algo.needs_demos and run.demos is None:
+        raise UserError(f"--algo {run.algo} learns from demonstrations: pass --demos FILE.npz (`rpg-jax demos` "
+                        "records them)")
     if algo.discrete and run.temperature is not None and run.temperature <= 0:
         raise UserError(f"--algo {run.algo} needs a positive --temperature (its policy is softmax(Q/α̂))")
     if run.eval_episodes < 1:
@@ -409,6 +436,6 @@ def from_json(fields: dict[str, Any], cls: type = RunConfig) -> RunConfig:
     for name, group in FAMILY_SETTINGS.items():
         fields[name] = group(**tuples(fields.get(name, {})))
     fields = tuples(fields)
-    for name in ("prior", "out", "resume"):
+    for name in ("prior", "demos", "out", "resume"):
         fields[name] = Path(fields[name]) if fields.get(name) else None
     return cls(**fields)

@@ -57,9 +57,12 @@ def test_bad_demonstration_files_are_refused(pendulum_demos, tmp_path):
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(UserError, match="cut short"):
         demos.load(cut, "inverted_pendulum")
-    with pytest.raises(UserError, match="actions has shape .* task .cartpole. needs"):
+    with pytest.raises(UserError, match="recorded on task 'inverted_pendulum', not 'cartpole'"):
         demos.load(path, "cartpole")
     data = dict(np.load(path))
+    np.savez(tmp_path / "relabelled.npz", **{**data, "task": np.array("cartpole")})
+    with pytest.raises(UserError, match="actions has shape .* task .cartpole. needs"):
+        demos.load(tmp_path / "relabelled.npz", "cartpole")
     data["episode_lengths"] = data["episode_lengths"][:-1]
     np.savez(tmp_path / "lengths.npz", **data)
     with pytest.raises(UserError, match="sum to the"):

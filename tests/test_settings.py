@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from rpg_jax import algorithms, envs, make_train, normalization, rundir, settings, stack, train
-from rpg_jax.agents import dqn, ppo, sac
+from rpg_jax import algorithms, demos, envs, make_train, normalization, rundir, settings, stack, train
+from rpg_jax.agents import bc, dqn, ppo, sac
 from rpg_jax.errors import UserError
 from rpg_jax.networks import PolicySpec, SoftQPolicySpec
 from rpg_jax.prior import Prior
@@ -18,7 +18,7 @@ from rpg_jax.settings import DQNSettings, RunConfig
 
 from conftest import run_cli
 
-TASK = {"ppo": "mountaincar", "sac": "mountaincar", "dqn": "cartpole"}
+TASK = {"ppo": "mountaincar", "sac": "mountaincar", "dqn": "cartpole", "bc": "mountaincar"}
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +30,23 @@ def untrained_priors(tmp_path_factory):
     for task, spec in specs.items():
         prior = Prior(spec.init(jax.random.PRNGKey(0)), normalization.init(spec.obs_size), spec, 0.2, task)
         rundir.save_policy(rundir.create(out / task), {"task": task}, prior)
+    T = 10  # and ten transitions of one mountaincar episode: all demonstrations need to be accepted
+    demos.save(demos.Demos(np.zeros((T, 2), np.float32), np.zeros((T, 1), np.float32), np.zeros((T, 2), np.float32),
+                           np.zeros(T, bool), np.arange(T) == T - 1, np.zeros(T, np.float32), np.zeros(T, np.float32),
+                           np.array([T]), "mountaincar"), out / "mountaincar.npz")
     return out
 
 
 def default_run(algo: str, priors: Path, **fields) -> RunConfig:
-    family = algorithms.get(algo).family
-    prior = priors / TASK[family] if algorithms.get(algo).needs_prior else None
-    return RunConfig(task=TASK[family], algo=algo, prior=prior, **fields)
+    algorithm = algorithms.get(algo)
+    prior = priors / TASK[algorithm.family] if algorithm.needs_prior else None
+    demos_file = priors / f"{TASK[algorithm.family]}.npz" if algorithm.needs_demos else None
+    return RunConfig(task=TASK[algorithm.family], algo=algo, prior=prior, demos=demos_file, **fields)
 
 
 def cli_flags(run: RunConfig) -> list[str]:
-    return ["--task", run.task, "--algo", run.algo, *(["--prior", str(run.prior)] if run.prior else [])]
+    return ["--task", run.task, "--algo", run.algo, *(["--prior", str(run.prior)] if run.prior else []),
+            *(["--demos", str(run.demos)] if run.demos else [])]
 
 
 @pytest.mark.parametrize("algo", list(algorithms.ALGORITHMS))
@@ -62,7 +68,7 @@ def test_library_defaults_equal_cli_defaults(algo, untrained_priors, capsys, tmp
 
 def test_agent_configs_have_no_defaults_of_their_own():
     """A second set of defaults could drift from the settings classes: the agents have none to drift."""
-    for cls in (ppo.Config, ppo.Hyper, sac.Config, sac.Hyper, dqn.Config, dqn.Hyper):
+    for cls in (ppo.Config, ppo.Hyper, sac.Config, sac.Hyper, dqn.Config, dqn.Hyper, bc.Config, bc.Hyper):
         with pytest.raises(TypeError):
             cls()
 

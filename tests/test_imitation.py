@@ -1,0 +1,89 @@
+"""Priors from demonstrations: behaviour cloning recovers the policy that made its demonstrations; `rpg-jax train
+--algo bc` and GAIL end to end on the CLI."""
+
+import json
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rpg_jax import demos, evaluation, rundir
+from rpg_jax.agents import bc
+from rpg_jax.objective import soft
+
+from conftest import run_cli
+
+
+def _clone(observations, actions, *, action_size=1, discrete=None, steps=6_000, temperature=0.0):
+    """A linear clone (no hidden layer) fitted to (observations, actions) by `bc.BC`'s own chunk."""
+    env = types.SimpleNamespace(observation_size=observations.shape[1], action_size=action_size,
+                                discrete_actions=discrete)
+    agent = bc.BC(env, bc.Config(batch_size=512, policy_hidden=(), iterations_per_chunk=steps), observations,
+                  actions)
+    hyper = bc.Hyper(objective=soft(temperature), learning_rate=jnp.float32(1e-3), max_grad_norm=jnp.float32(10.0))
+    state, _ = jax.jit(agent.chunk)(agent.init(jax.random.PRNGKey(0), hyper))
+    return lambda obs: agent.policy_spec.distribution(state.params.policy, state.normalizer, obs)
+
+
+def test_bc_recovers_a_linear_gaussian_policy_from_its_own_samples():
+    """Squashed samples a = tanh(W s + b + σε) of a linear-Gaussian demonstrator: maximum likelihood (α = 0)
+    returns its mean map and its scale (the tanh Jacobian does not depend on the parameters)."""
+    rng = np.random.default_rng(0)
+    weights, bias, scale = np.array([[0.8], [-0.5], [0.3]]), np.array([0.2]), 0.3
+    obs = rng.normal(size=(20_000, 3)).astype(np.float32) * np.array([1.0, 2.0, 0.5], np.float32) + 1.0
+    actions = np.tanh(obs @ weights + bias + scale * rng.normal(size=(20_000, 1))).astype(np.float32)
+    policy = _clone(obs, actions)
+    test_obs = obs[:500]
+    dist = policy(jnp.asarray(test_obs))
+    np.testing.assert_allclose(dist.loc, test_obs @ weights + bias, atol=0.02)
+    np.testing.assert_allclose(dist.scale, scale, atol=0.03)
+
+
+def test_bc_recovers_a_softmax_policy_and_its_entropy_term_widens_it():
+    """Indices drawn from softmax(W s): maximum likelihood returns its probabilities; with α > 0 the clone's
+    entropy is higher, as the entropy term asks."""
+    rng = np.random.default_rng(1)
+    weights = np.array([[1.0, -1.0, 0.0], [0.5, 0.5, -1.0]])
+    obs = rng.normal(size=(20_000, 2)).astype(np.float32)
+    logits = obs @ weights
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    actions = np.array([rng.choice(3, p=p) for p in probs], np.int32)
+    dist = _clone(obs, actions, discrete=3)(jnp.asarray(obs[:500]))
+    error = np.abs(np.asarray(jax.nn.softmax(dist.logits)) - probs[:500])
+    assert error.max() < 0.06 and error.mean() < 0.015, (error.max(), error.mean())  # 20,000 samples' own error
+    widened = _clone(obs, actions, discrete=3, temperature=0.5)(jnp.asarray(obs[:500]))
+    assert float(widened.entropy().mean()) > float(dist.entropy().mean()) + 0.05
+
+
+@pytest.fixture(scope="module")
+def cartpole_demos(cartpole_prior, tmp_path_factory):
+    prior_dir, _ = cartpole_prior
+    path = tmp_path_factory.mktemp("demos") / "cartpole.npz"
+    demos.save(demos.record("cartpole", rundir.load_run_policy(prior_dir)[1], evaluation.evaluation_key(0), 2),
+               path)
+    return path
+
+
+def test_bc_on_the_cli_writes_a_prior_with_its_temperature(cartpole_demos, tmp_path, capsys):
+    out = tmp_path / "bc"
+    code, captured = run_cli(capsys, "train", "--task", "cartpole", "--algo", "bc", "--demos", str(cartpole_demos),
+                             "--temperature", "0.5", "--steps", "10240", "--iterations-per-chunk", "20",
+                             "--eval-episodes", "2", "--out", str(out), "--quiet", "--no-tensorboard")
+    assert code == 0, captured.err
+    prior = rundir.load_prior_for_task(out, "cartpole")
+    assert prior.temperature == 0.5 and prior.discrete_actions == 2
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 10_240
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--algo", "bc"), "learns from demonstrations: pass --demos"),
+    (("--algo", "bc", "--demos", "DEMOS", "--num-envs", "8"), "--num-envs has no effect on --algo bc"),
+    (("--algo", "bc", "--demos", "DEMOS", "--task", "inverted_pendulum"), "recorded on task 'cartpole'"),
+])
+def test_bc_refusals(cartpole_demos, tmp_path, capsys, argv, message):
+    argv = [str(cartpole_demos) if a == "DEMOS" else a for a in argv]
+    task = [] if "--task" in argv else ["--task", "cartpole"]
+    code, captured = run_cli(capsys, "train", *task, *argv, "--out", str(tmp_path / "x"))
+    assert code == 2 and message in captured.err and "Traceback" not in captured.err
