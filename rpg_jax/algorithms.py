@@ -87,13 +87,19 @@ def _residual_objective(run, prior: Prior) -> objective_lib.Objective:
     return objective_lib.residual(weight, temperature)
 
 
-def _ppo(name: str, make_objective, *, reads=(), prior=False, entropy_bonus=False, **defaults) -> Algorithm:
-    """A PPO-family algorithm: the actor starts as the prior when there is one; critic warm-up then."""
+GAIL = frozenset({"ppo.discriminator_hidden", "ppo.discriminator_learning_rate", "ppo.discriminator_updates"})
+
+
+def _ppo(name: str, make_objective, *, reads=(), prior=False, entropy_bonus=False, demos=False,
+         **defaults) -> Algorithm:
+    """A PPO-family algorithm: the actor starts as the prior when there is one; critic warm-up then. With
+    `demos`, GAIL: a discriminator's reward instead of the task's."""
     reads = frozenset(reads) | ({"prior", "prior_temperature"} if prior else {"policy_hidden"})
-    ignores = frozenset() if entropy_bonus else frozenset({"ppo.entropy_cost"})
+    reads |= {"demos"} if demos else set()
+    ignores = (frozenset() if entropy_bonus else frozenset({"ppo.entropy_cost"})) | (frozenset() if demos else GAIL)
     defaults = {"ppo.entropy_cost": 1e-3 if entropy_bonus else 0.0,
                 "ppo.critic_warmup_steps": 20_480 if prior else 0, **defaults}
-    return Algorithm(name, "ppo", make_objective, needs_prior=prior, init_from_prior=prior,
+    return Algorithm(name, "ppo", make_objective, needs_prior=prior, needs_demos=demos, init_from_prior=prior,
                      entropy_bonus=entropy_bonus, reads=reads, ignores=ignores, defaults=defaults)
 
 
@@ -138,6 +144,7 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     _ppo("kl_ppo", lambda run, prior: objective_lib.kl(run.beta), reads={"beta"}, prior=True),
     _ppo("greedy_ppo", lambda run, prior: objective_lib.greedy(), prior=True, entropy_bonus=True),
     _ppo("full_ppo", lambda run, prior: objective_lib.full(), entropy_bonus=True),
+    _ppo("gail", _soft, reads={"temperature"}, demos=True, temperature=0.2),
     _sac("sac", _soft, reads={"temperature"}, temperature=0.1),
     _sac("residual_sac", _residual_objective, reads=RESIDUAL, prior=True),
     _sac("full_sac", _full_soft, reads={"temperature"}, temperature=0.1),

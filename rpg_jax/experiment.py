@@ -33,7 +33,8 @@ from rpg_jax.settings import RunConfig
 # family -> (env, Config, the prior's network spec or None, Demos or None) -> agent; a DQN's residual Q_R needs no
 # prior spec.
 AGENTS = {
-    "ppo": lambda env, config, prior_spec, demos: ppo.PPO(env, config, prior_spec=prior_spec),
+    "ppo": lambda env, config, prior_spec, demos: ppo.PPO(
+        env, config, prior_spec=prior_spec, demos=None if demos is None else (demos.observations, demos.actions)),
     "sac": lambda env, config, prior_spec, demos: sac.SAC(env, config, prior_spec=prior_spec),
     "dqn": lambda env, config, prior_spec, demos: dqn.DQN(env, config),
     "bc": lambda env, config, prior_spec, demos: bc.BC(env, config, demos.observations, demos.actions),

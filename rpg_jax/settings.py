@@ -75,13 +75,21 @@ class PPOSettings:
     """Weight of the value loss."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
+    discriminator_hidden: tuple[int, ...] = (64, 64)
+    """GAIL: discriminator widths."""
+    discriminator_learning_rate: float = 3e-4
+    """GAIL: the discriminator's Adam learning rate."""
+    discriminator_updates: int = 4
+    """GAIL: discriminator steps per iteration, each on a minibatch of the rollout and as many demonstration
+    transitions."""
 
     def agent_config(self, run: RunConfig, algo: Algorithm) -> ppo.Config:
         return ppo.Config(
             num_envs=run.num_envs, unroll_length=self.unroll_length, num_minibatches=self.num_minibatches,
             update_epochs=self.update_epochs, policy_hidden=tuple(run.policy_hidden or ()),
             value_hidden=tuple(self.value_hidden), iterations_per_chunk=run.iterations_per_chunk,
-            init_from_prior=algo.init_from_prior,
+            init_from_prior=algo.init_from_prior, discriminator_hidden=tuple(self.discriminator_hidden),
+            discriminator_updates=self.discriminator_updates if algo.needs_demos else 0,
         )
 
     def agent_hyper(self, run: RunConfig, algo: Algorithm, objective, env) -> ppo.Hyper:
@@ -91,6 +99,7 @@ class PPOSettings:
             value_coef=_f32(self.value_coef), entropy_cost=_f32(self.entropy_cost),
             max_grad_norm=_f32(self.max_grad_norm), reward_scale=_f32(self.reward_scale),
             critic_warmup_steps=_f32(self.critic_warmup_steps),
+            discriminator_learning_rate=_f32(self.discriminator_learning_rate),
         )
 
 
@@ -350,7 +359,10 @@ def validate(run: RunConfig) -> Algorithm:
     checks = {"prior_weight": run.prior_weight, "temperature": run.temperature, "beta": run.beta,
               "learning_rate": run.learning_rate, "prior_temperature": run.prior_temperature}
     if algo.family == "ppo":
-        checks.update({"ppo.reward_scale": group.reward_scale, "ppo.entropy_cost": group.entropy_cost})
+        checks.update({"ppo.reward_scale": group.reward_scale, "ppo.entropy_cost": group.entropy_cost,
+                       "ppo.discriminator_learning_rate": group.discriminator_learning_rate})
+        if algo.needs_demos and group.discriminator_updates < 1:
+            raise UserError("--ppo.discriminator-updates must be at least 1 for GAIL")
     for name, value in checks.items():
         if value is not None and (value < 0 or not math.isfinite(value)):
             raise UserError(f"{as_flag(name)} must be a finite number ≥ 0, got {value}")

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import demos, evaluation, rundir
-from rpg_jax.agents import bc
+from rpg_jax import demos, evaluation, normalization, rundir
+from rpg_jax.agents import bc, gail
 from rpg_jax.objective import soft
 
 from conftest import run_cli
@@ -87,3 +87,38 @@ def test_bc_refusals(cartpole_demos, tmp_path, capsys, argv, message):
     task = [] if "--task" in argv else ["--task", "cartpole"]
     code, captured = run_cli(capsys, "train", *task, *argv, "--out", str(tmp_path / "x"))
     assert code == 2 and message in captured.err and "Traceback" not in captured.err
+
+
+def test_gail_reward_sign_and_scale_by_hand():
+    """r = −log(1 − D) = softplus(f) of a linear discriminator f = w·[s, onehot(a)] + b, by hand: log 2 where
+    D = ½, positive everywhere, larger where D says "demonstrated"; the loss is logistic regression."""
+    spec = gail.DiscriminatorSpec(obs_size=2, action_size=1, discrete_actions=3, hidden=())
+    w, b = np.array([0.5, -1.0, 2.0, 0.0, -3.0], np.float32), np.float32(0.25)
+    params = {"params": {"Dense_0": {"kernel": jnp.asarray(w[:, None]), "bias": jnp.asarray([b])}}}
+    normalizer = normalization.init(2)  # count 0: observations enter unchanged
+    obs = np.array([[1.0, 0.5], [0.0, 0.0], [-2.0, 1.0], [0.0, 0.25]], np.float32)
+    actions = np.array([0, 1, 2, 1], np.int32)
+    f = obs @ w[:2] + w[2:][actions] + b  # 2.25, 0.25, -5.75, 0.0
+    reward = np.asarray(gail.reward(spec, params, normalizer, jnp.asarray(obs), jnp.asarray(actions)))
+    np.testing.assert_allclose(reward, np.log1p(np.exp(f)), rtol=1e-6)
+    np.testing.assert_allclose(reward[3], np.log(2.0), rtol=1e-6)
+    assert (reward > 0).all() and reward[0] > reward[1] > reward[3] > reward[2]
+    d = 1 / (1 + np.exp(-f))
+    np.testing.assert_allclose(reward, -np.log(1 - d), rtol=1e-5)
+    expert, policy = (jnp.asarray(obs[:2]), jnp.asarray(actions[:2])), (jnp.asarray(obs[2:]), jnp.asarray(actions[2:]))
+    loss, metrics = gail.discriminator_loss(params, normalizer, expert, policy, spec=spec)
+    np.testing.assert_allclose(float(loss), -np.mean(np.log(d[:2])) - np.mean(np.log(1 - d[2:])), rtol=1e-5)
+    assert float(metrics["discriminator_expert_accuracy"]) == 1.0  # f > 0 on both demonstrated pairs
+    assert float(metrics["discriminator_policy_accuracy"]) == 0.5  # f < 0 on one of the policy's two
+
+
+def test_gail_on_the_cli_learns_a_discriminator(cartpole_demos, tmp_path, capsys):
+    out = tmp_path / "gail"
+    code, captured = run_cli(capsys, "train", "--task", "cartpole", "--algo", "gail", "--demos",
+                             str(cartpole_demos), "--steps", "2048", "--num-envs", "16", "--iterations-per-chunk",
+                             "8", "--ppo.num-minibatches", "2", "--eval-episodes", "2", "--out", str(out),
+                             "--quiet", "--no-tensorboard")
+    assert code == 0, captured.err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["gail_reward"] > 0 and 0 <= records[-1]["discriminator_expert_accuracy"] <= 1
+    assert rundir.load_prior_for_task(out, "cartpole").temperature == pytest.approx(0.2)

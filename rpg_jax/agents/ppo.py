@@ -9,6 +9,10 @@ starts from the prior. A training iteration is a pure function `TrainState -> (T
   3. GAE(γ, λ) on r̃, bootstrapping V at time limits from the observation actually reached;
   4. `update_epochs` passes of `num_minibatches` clipped-surrogate + value-regression steps.
 
+GAIL (`demos` given, `Config.discriminator_updates` > 0) replaces the basic reward r by its discriminator's
+(agents/gail.py), computed before the discriminator learns from this rollout, and then updates the
+discriminator on the rollout against the demonstrations.
+
 Soft, residual and KL objectives get no entropy bonus in the loss: the entropy is already in r̃, and adding
 it again ("repeat entropy") makes the policy collapse (Wang et al., 2025).
 """
@@ -26,7 +30,7 @@ from brax.envs.base import Env
 from flax import struct
 
 from rpg_jax import normalization, objective as objective_lib
-from rpg_jax.agents import common
+from rpg_jax.agents import common, gail
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax import networks
 from rpg_jax.networks import PolicySpec, ValueSpec
@@ -51,6 +55,9 @@ class Config:
         prior, so that it starts as exactly the prior's function).
       init_from_prior: start the actor from the prior's weights and normalizer.
       iterations_per_chunk: iterations fused into one jitted `lax.scan`.
+      discriminator_hidden: GAIL's discriminator widths.
+      discriminator_updates: GAIL's discriminator steps per iteration, each on a minibatch of the rollout and as
+        many demonstration transitions (0: no GAIL).
     """
 
     num_envs: int
@@ -63,6 +70,8 @@ class Config:
     activation: str = "tanh"
     normalize_observations: bool = True
     init_from_prior: bool = False
+    discriminator_hidden: tuple[int, ...] = ()
+    discriminator_updates: int = 0
 
     def __post_init__(self):
         batch = self.num_envs * self.unroll_length
@@ -77,6 +86,10 @@ class Config:
     @property
     def steps_per_iteration(self) -> int:
         return self.num_envs * self.unroll_length
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.steps_per_iteration // self.num_minibatches
 
 
 @struct.dataclass
@@ -99,12 +112,14 @@ class Hyper:
     max_grad_norm: chex.Array
     reward_scale: chex.Array
     critic_warmup_steps: chex.Array
+    discriminator_learning_rate: chex.Array
 
 
 @struct.dataclass
 class Params:
     policy: Any
     value: Any
+    discriminator: Any = None  # GAIL's only
 
 
 @struct.dataclass
@@ -118,6 +133,7 @@ class TrainState:
     iteration: chex.Array
     hyper: Hyper
     prior: Prior | None
+    discriminator_opt_state: optax.OptState | None = None  # GAIL's only
 
 
 @struct.dataclass
@@ -206,9 +222,12 @@ def _optimizer(learning_rate, max_grad_norm) -> optax.GradientTransformation:
 class PPO:
     """The static half of the agent: env, config and network specs. `init` and `iteration` are pure."""
 
-    def __init__(self, env: Env, config: Config, prior_spec: PolicySpec | None = None):
+    def __init__(self, env: Env, config: Config, prior_spec: PolicySpec | None = None, demos=None):
+        """`demos`: (observations, actions) of demonstrations, for GAIL."""
         if config.init_from_prior and prior_spec is None:
             raise ValueError("init_from_prior needs the prior's PolicySpec")
+        if (config.discriminator_updates > 0) != (demos is not None):
+            raise ValueError("GAIL needs demonstrations and discriminator updates, and only GAIL takes them")
         self.env = env
         self.config = config
         self.policy_spec = (
@@ -220,9 +239,16 @@ class PPO:
         self.value_spec = ValueSpec(env.observation_size, config.value_hidden, config.activation)
         self.optimizer = optax.inject_hyperparams(_optimizer)(learning_rate=0.0, max_grad_norm=0.0)
         self.update_normalizer = config.normalize_observations and not config.init_from_prior
+        self.discriminator = None
+        if demos is not None:
+            self.discriminator = gail.DiscriminatorSpec(env.observation_size, env.action_size,
+                                                        getattr(env, "discrete_actions", None),
+                                                        config.discriminator_hidden, config.activation)
+            self.demos = jax.tree.map(jnp.asarray, tuple(demos))
+            self.discriminator_optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
 
     def init(self, key: chex.PRNGKey, hyper: Hyper, prior: Prior | None = None) -> TrainState:
-        key_policy, key_value, key_env, key = jax.random.split(key, 4)
+        key_policy, key_value, key_env, key_discriminator, key = jax.random.split(key, 5)
         if self.config.init_from_prior:
             policy_params, normalizer = networks.actor_params(prior.spec, prior.params), prior.normalizer
         else:
@@ -232,6 +258,11 @@ class PPO:
         opt_state = init_with_hyperparams(
             self.optimizer, params, learning_rate=hyper.learning_rate, max_grad_norm=hyper.max_grad_norm
         )
+        discriminator_opt_state = None
+        if self.discriminator is not None:
+            params = params.replace(discriminator=self.discriminator.init(key_discriminator))
+            discriminator_opt_state = init_with_hyperparams(
+                self.discriminator_optimizer, params.discriminator, learning_rate=hyper.discriminator_learning_rate)
         env_state = common.reset_envs(self.env, key_env, self.config.num_envs)
         state = TrainState(
             params=params,
@@ -243,6 +274,7 @@ class PPO:
             iteration=jnp.zeros((), jnp.int32),
             hyper=hyper,
             prior=prior,
+            discriminator_opt_state=discriminator_opt_state,
         )
         return common.unaliased(state)
 
@@ -266,7 +298,7 @@ class PPO:
     def iteration(self, state: TrainState) -> tuple[TrainState, dict]:
         """One rollout and its PPO update. Pure: vmap it over seeds and Hyper grids."""
         config, hyper = self.config, state.hyper
-        key_rollout, key_update, key_next = jax.random.split(state.key, 3)
+        key_rollout, key_update, key_discriminator, key_next = jax.random.split(state.key, 4)
         env_state, data = self.rollout(state, key_rollout)
         step = data.step
         chex.assert_shape(step.reward_basic, (config.unroll_length, config.num_envs))
@@ -275,8 +307,12 @@ class PPO:
         if self.update_normalizer:
             normalizer = normalization.update(normalizer, data.obs)
 
+        reward_basic = step.reward_basic
+        if self.discriminator is not None:
+            reward_basic = gail.reward(self.discriminator, state.params.discriminator, normalizer, data.obs,
+                                       self.policy_spec.env_action(data.pre_tanh_action))
         shaped = hyper.reward_scale * objective_lib.shaped_reward(
-            hyper.objective, step.reward_basic, step.reward_addon, data.log_prob_prior, data.log_prob
+            hyper.objective, reward_basic, step.reward_addon, data.log_prob_prior, data.log_prob
         )
         value_fn = lambda obs: self.value_spec.value(state.params.value, normalizer, obs)  # noqa: E731
         values, next_values = value_fn(data.obs), value_fn(step.next_obs)
@@ -285,10 +321,12 @@ class PPO:
         )
         value_targets = advantages + values
         actor_learns = state.env_steps >= hyper.critic_warmup_steps
+        # PPO's optimizer holds the actor and critic only; GAIL's discriminator has its own.
         params, opt_state, loss_metrics = self._update(
-            state.params, state.opt_state, normalizer, data, advantages, value_targets, hyper, key_update,
-            actor_learns,
+            state.params.replace(discriminator=None), state.opt_state, normalizer, data, advantages, value_targets,
+            hyper, key_update, actor_learns,
         )
+        params = params.replace(discriminator=state.params.discriminator)
 
         metrics = {
             **loss_metrics,
@@ -297,6 +335,11 @@ class PPO:
             "log_prob": jnp.mean(data.log_prob),
             "log_prob_prior": jnp.mean(data.log_prob_prior),
         }
+        discriminator_opt_state = state.discriminator_opt_state
+        if self.discriminator is not None:
+            params, discriminator_opt_state, discriminator_metrics = self._update_discriminator(
+                params, discriminator_opt_state, normalizer, data, key_discriminator)
+            metrics.update(discriminator_metrics, gail_reward=jnp.mean(reward_basic))
         if state.prior is not None:
             # Monte Carlo estimate of KL(π_θ ‖ π_prior) on the states π_θ visits.
             metrics["kl_to_prior"] = jnp.mean(data.log_prob - data.log_prob_prior)
@@ -308,8 +351,33 @@ class PPO:
             key=key_next,
             env_steps=state.env_steps + config.steps_per_iteration,
             iteration=state.iteration + 1,
+            discriminator_opt_state=discriminator_opt_state,
         )
         return new_state, metrics
+
+    def _update_discriminator(self, params, opt_state, normalizer, data, key):
+        """`discriminator_updates` Adam steps, each on a random minibatch of the rollout and as many
+        demonstration transitions drawn uniformly."""
+        config, spec = self.config, self.discriminator
+        policy_obs = data.obs.reshape(-1, data.obs.shape[-1])
+        policy_actions = self.policy_spec.env_action(data.pre_tanh_action)
+        policy_actions = policy_actions.reshape((policy_obs.shape[0],) + policy_actions.shape[2:])
+        expert_obs, expert_actions = self.demos
+        grad_fn = jax.grad(gail.discriminator_loss, has_aux=True)
+
+        def step(carry, key_step):
+            discriminator, opt_state = carry
+            key_policy, key_expert = jax.random.split(key_step)
+            mine = jax.random.randint(key_policy, (config.minibatch_size,), 0, policy_obs.shape[0])
+            theirs = jax.random.randint(key_expert, (config.minibatch_size,), 0, expert_obs.shape[0])
+            grads, metrics = grad_fn(discriminator, normalizer, (expert_obs[theirs], expert_actions[theirs]),
+                                     (policy_obs[mine], policy_actions[mine]), spec=spec)
+            updates, opt_state = self.discriminator_optimizer.update(grads, opt_state, discriminator)
+            return (optax.apply_updates(discriminator, updates), opt_state), metrics
+
+        keys = jax.random.split(key, config.discriminator_updates)
+        (discriminator, opt_state), metrics = jax.lax.scan(step, (params.discriminator, opt_state), keys)
+        return params.replace(discriminator=discriminator), opt_state, jax.tree.map(jnp.mean, metrics)
 
     def _update(self, params, opt_state, normalizer, data, advantages, value_targets, hyper, key, actor_learns):
         """`update_epochs` × `num_minibatches` gradient steps on shuffled (T·B) samples.
