@@ -115,11 +115,11 @@ def record(task: str, controller, key: chex.PRNGKey, episodes: int, deterministi
 
 
 def sample_actions(policy, obs: chex.Array, key: chex.PRNGKey) -> chex.Array:
-    """Actions drawn from a policy: squashed samples of a tanh-Gaussian, indices of a softmax."""
+    """Actions drawn from a policy: squashed (or clipped) samples of a Gaussian, indices of a softmax."""
     distribution = policy.distribution(obs)
     if policy.discrete_actions is not None:
         return distribution.sample(key)
-    return jnp.tanh(distribution.sample_pre_tanh(key))
+    return policy.spec.env_action(distribution.sample_pre_tanh(key))
 
 
 def save(demos: Demos, path: str | Path) -> Path:

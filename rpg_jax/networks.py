@@ -42,6 +42,8 @@ class PolicySpec:
       hidden: hidden layer widths.
       activation: name in ACTIVATIONS.
       min_scale: lower bound on the Gaussian scale (keeps log-probs finite).
+      scale: how the scale output x becomes σ: "softplus" (softplus(x) + min_scale, rpg_jax's and Brax's) or
+        "exp" (exp(clip(x, −20, 2)) + min_scale, Stable-Baselines3 SAC's log-std head).
     """
 
     obs_size: int
@@ -49,10 +51,13 @@ class PolicySpec:
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     min_scale: float = 1e-3
+    scale: str = "softplus"
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        if self.scale not in ("softplus", "exp"):
+            raise ValueError(f"unknown scale {self.scale!r}; valid: exp, softplus")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @property
@@ -68,6 +73,8 @@ class PolicySpec:
     ) -> distributions.TanhNormal:
         out = self.module.apply(params, normalization.normalize(normalizer, obs))
         loc, raw_scale = jnp.split(out, 2, axis=-1)
+        if self.scale == "exp":
+            return distributions.TanhNormal(loc, jnp.exp(jnp.clip(raw_scale, -20.0, 2.0)) + self.min_scale)
         return distributions.TanhNormal(loc, jax.nn.softplus(raw_scale) + self.min_scale)
 
     def to_dict(self) -> dict:
@@ -80,6 +87,45 @@ class PolicySpec:
     def env_action(self, u: chex.Array) -> chex.Array:
         """The action the env takes for a raw (pre-tanh) sample."""
         return jnp.tanh(u)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianPolicySpec:
+    """An unsquashed Gaussian policy with a state-independent log-std, its samples clipped to [−1, 1] by the env
+    (Stable-Baselines3's PPO/A2C policy): params {"mlp": the mean MLP's, "log_std": (action_size,)}."""
+
+    obs_size: int
+    action_size: int
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    @property
+    def module(self) -> MLP:
+        return MLP(self.hidden, self.action_size, self.activation, final_scale=0.01)
+
+    def init(self, key: chex.PRNGKey) -> Any:
+        return {"mlp": self.module.init(key, jnp.zeros((1, self.obs_size))), "log_std": jnp.zeros(self.action_size)}
+
+    def distribution(
+        self, params: Any, normalizer: normalization.Normalizer, obs: chex.Array
+    ) -> distributions.ClippedNormal:
+        loc = self.module.apply(params["mlp"], normalization.normalize(normalizer, obs))
+        return distributions.ClippedNormal(loc, jnp.broadcast_to(jnp.exp(params["log_std"]), loc.shape))
+
+    @property
+    def discrete_actions(self) -> None:
+        return None
+
+    def env_action(self, u: chex.Array) -> chex.Array:
+        return jnp.clip(u, -1.0, 1.0)
+
+    def to_dict(self) -> dict:
+        return {"kind": "gaussian", **dataclasses.asdict(self)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,10 +305,11 @@ def actor_params(prior_spec, params: Any) -> Any:
     return {**params, "params": layers}
 
 
-POLICY_SPECS = {"tanh_normal": PolicySpec, "soft_q": SoftQPolicySpec, "categorical": CategoricalPolicySpec}
+POLICY_SPECS = {"tanh_normal": PolicySpec, "soft_q": SoftQPolicySpec, "categorical": CategoricalPolicySpec,
+                "gaussian": GaussianPolicySpec}
 
 
-def policy_spec_from_dict(d: dict) -> PolicySpec | SoftQPolicySpec | CategoricalPolicySpec:
+def policy_spec_from_dict(d: dict) -> PolicySpec | SoftQPolicySpec | CategoricalPolicySpec | GaussianPolicySpec:
     """Rebuilds a spec written by `to_dict` (files without "kind" are tanh-normal policies)."""
     d = dict(d)
     kind = d.pop("kind", "tanh_normal")

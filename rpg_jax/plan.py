@@ -19,8 +19,9 @@ import jax
 import numpy as np
 import tyro
 
-from rpg_jax import brax_import, envs, evaluation, planning, rundir
+from rpg_jax import brax_import, envs, evaluation, planning, rundir, sb3_import
 from rpg_jax.errors import UserError
+from rpg_jax.networks import GaussianPolicySpec
 from rpg_jax.prior import Prior
 
 
@@ -71,6 +72,8 @@ def prior_task(config: PlanConfig) -> str:
         return envs.get_task(config.task).name
     if brax_import.checkpoint_step(config.prior) is not None:
         raise UserError(f"{config.prior} is a Brax checkpoint, which records no task: give --task")
+    if sb3_import.is_model_zip(config.prior):
+        raise UserError(f"{config.prior} is a Stable-Baselines3 model, which records no task: give --task")
     if not Path(config.prior).is_dir():
         raise UserError(f"prior {config.prior} does not exist or is not a directory")
     task = rundir.read_config(config.prior).get("task")
@@ -110,6 +113,9 @@ def check_numbers(config: PlanConfig) -> None:
 
 def make_planner(config: PlanConfig, prior: Prior, kind: str) -> planning.Planner:
     """The Planner `config` describes for `prior`: ω' and α̂ default to the prior's α (ω = 1)."""
+    if isinstance(prior.spec, GaussianPolicySpec):
+        raise UserError(f"{config.prior} is an unsquashed Gaussian policy (SB3's PPO); MPPI perturbs tanh-squashed "
+                        "actions: plan with a tanh-Gaussian or discrete prior")
     alpha = prior.temperature
     temperature = config.temperature if config.temperature is not None else alpha
     if temperature <= 0 and prior.origin:

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rpg_jax import brax_import, checkpoint, envs, normalization, settings
+from rpg_jax import brax_import, checkpoint, envs, normalization, sb3_import, settings
 from rpg_jax.errors import UserError
 from rpg_jax.networks import SoftQPolicySpec, policy_spec_from_dict
 from rpg_jax.prior import Prior
@@ -192,14 +192,16 @@ def load_prior(
 def load_prior_for_task(run_dir: str | Path, task: str, env: Any = None, temperature: float | None = None) -> Prior:
     """The policy of `run_dir` as a prior for `task`, its sizes checked against the task's env.
 
-    `run_dir` is a run directory, or a Brax PPO/SAC checkpoint (`brax_import`), which records no temperature:
-    `temperature` gives its α (0 if None). A run directory records its own, and `temperature` is refused there.
+    `run_dir` is a run directory, a Brax PPO/SAC checkpoint (`brax_import`) or a Stable-Baselines3 model zip
+    (`sb3_import`), which record no temperature (SB3's SAC excepted): `temperature` gives its α (0 if None). A run directory records its own, and `temperature` is refused there.
     """
     env = envs.make(task) if env is None else env
     sizes = dict(task=task, obs_size=env.observation_size, action_size=env.action_size,
                  discrete_actions=envs.discrete_actions(env))
     if brax_import.checkpoint_step(run_dir) is not None:
         return brax_import.load_prior(run_dir, temperature=temperature, **sizes)
+    if sb3_import.is_model_zip(run_dir):
+        return sb3_import.load_prior(run_dir, temperature=temperature, **sizes)
     if temperature is not None:
         raise UserError(f"--prior-temperature is for priors trained elsewhere; {run_dir} is a rpg_jax run, which "
                         "records its own temperature")
