@@ -2,7 +2,8 @@
 
 Trains the prior once (one seed), then from it Greedy, KL (β), Residual PPO (ω', α̂), Residual SAC, and the
 Full policy trained from scratch on r + r_R, each over K seeds in one `rpg-jax sweep` program. On cartpole
-(discrete actions) the PPO rows are their soft-DQN counterparts: Greedy is ω' = 0, KL is ω' = α̂ = β.
+(discrete actions) the soft-DQN counterparts come first (Greedy is ω' = 0, KL is ω' = α̂ = β), then the PPO
+family with a softmax actor that starts as the soft-DQN prior (logits Q/α).
 Writes `results/customization_<task>_<device>.{json,md,png}`.
 
     python benchmarks/customization_table.py --task inverted_pendulum --seeds 3
@@ -85,7 +86,13 @@ def cartpole_methods(alpha: float, beta: float, steps: int) -> list[Method]:
                {"prior_weight": str(beta), "temperature": str(beta)}),
         Method(f"Residual soft DQN (ω' = α̂ = {alpha:g})", "residual_dqn"),
         Method(f"Full soft DQN (knows r, α = {alpha:g})", "full_dqn", {"temperature": str(alpha)}),
+        *[dataclasses.replace(m, flags={**m.flags, "steps": CARTPOLE_PPO_STEPS})
+          for m in continuous_methods(Method("Full PPO (knows r)", "full_ppo"))(alpha, beta, steps)
+          if m.algo != "residual_sac"],
     ]
+
+
+CARTPOLE_PPO_STEPS = 204_800  # PPO's chunk is 20,480 steps: ten of them
 
 
 RECIPES = {
