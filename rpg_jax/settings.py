@@ -233,17 +233,20 @@ class RunConfig:
     algo: AlgoName = "ppo"
     """Algorithm."""
     prior: Path | None = None
-    """The prior policy (residual, KL and greedy algorithms): a rpg_jax run directory, or a Brax PPO checkpoint
-    directory (Brax's or MuJoCo Playground's training writes one; needs --prior-temperature)."""
+    """The prior policy (residual, KL and greedy algorithms): a rpg_jax run directory, a Brax PPO checkpoint
+    directory (Brax's or MuJoCo Playground's training writes one; needs --prior-temperature), or a
+    Stable-Baselines3 model .zip (PPO, SAC or DQN MlpPolicy; needs the [sb3] extra)."""
     demos: Path | None = None
     """Demonstrations to learn from (bc, gail): a .npz file written by `rpg-jax demos` (layout: rpg_jax/demos.py)."""
     prior_temperature: float | None = None
-    """α of a prior trained elsewhere (a Brax checkpoint records none); ω' and α̂ default to it."""
+    """α of a prior trained elsewhere (a Brax checkpoint, an SB3 PPO or DQN model record none; an SB3 SAC model's
+    entropy coefficient is its default); ω' and α̂ default to it."""
     prior_weight: float | None = None
     """ω', weight of log π_prior in the reward (default: the prior's temperature α, i.e. ω = 1)."""
     temperature: float | None = None
     """α̂, entropy weight of the trained policy (default: the prior's α for residual algorithms; 0.2 for
-    soft_ppo, 0.1 for sac, full_sac, soft_dqn, full_dqn and bc, whose clone carries it as its temperature)."""
+    soft_ppo and gail, 0.1 for sac, full_sac, soft_dqn, full_dqn and bc; an imitation prior carries it as its
+    temperature)."""
     beta: float = 0.2
     """β of KL PPO (ω' = α̂ = β)."""
     steps: int | None = None

@@ -248,7 +248,7 @@ class PPO:
             self.discriminator_optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
 
     def init(self, key: chex.PRNGKey, hyper: Hyper, prior: Prior | None = None) -> TrainState:
-        key_policy, key_value, key_env, key_discriminator, key = jax.random.split(key, 5)
+        key_policy, key_value, key_env, key = jax.random.split(key, 4)
         if self.config.init_from_prior:
             policy_params, normalizer = networks.actor_params(prior.spec, prior.params), prior.normalizer
         else:
@@ -260,7 +260,9 @@ class PPO:
         )
         discriminator_opt_state = None
         if self.discriminator is not None:
-            params = params.replace(discriminator=self.discriminator.init(key_discriminator))
+            # A key of its own, folded in, leaves every other stream as it was before GAIL existed: earlier
+            # runs reproduce.
+            params = params.replace(discriminator=self.discriminator.init(jax.random.fold_in(key_policy, 1)))
             discriminator_opt_state = init_with_hyperparams(
                 self.discriminator_optimizer, params.discriminator, learning_rate=hyper.discriminator_learning_rate)
         env_state = common.reset_envs(self.env, key_env, self.config.num_envs)
@@ -298,7 +300,7 @@ class PPO:
     def iteration(self, state: TrainState) -> tuple[TrainState, dict]:
         """One rollout and its PPO update. Pure: vmap it over seeds and Hyper grids."""
         config, hyper = self.config, state.hyper
-        key_rollout, key_update, key_discriminator, key_next = jax.random.split(state.key, 4)
+        key_rollout, key_update, key_next = jax.random.split(state.key, 3)
         env_state, data = self.rollout(state, key_rollout)
         step = data.step
         chex.assert_shape(step.reward_basic, (config.unroll_length, config.num_envs))
@@ -338,7 +340,7 @@ class PPO:
         discriminator_opt_state = state.discriminator_opt_state
         if self.discriminator is not None:
             params, discriminator_opt_state, discriminator_metrics = self._update_discriminator(
-                params, discriminator_opt_state, normalizer, data, key_discriminator)
+                params, discriminator_opt_state, normalizer, data, jax.random.fold_in(key_update, 1))
             metrics.update(discriminator_metrics, gail_reward=jnp.mean(reward_basic))
         if state.prior is not None:
             # Monte Carlo estimate of KL(π_θ ‖ π_prior) on the states π_θ visits.
