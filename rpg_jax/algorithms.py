@@ -29,7 +29,7 @@ class Algorithm:
 
     Attributes:
       name: the `--algo` value.
-      family: the agent that optimizes it (agents.ppo, agents.sac, agents.dqn).
+      family: the agent that optimizes it (agents.ppo, agents.sac, agents.dqn, agents.bc).
       make_objective: (resolved run settings, prior or None) -> the Objective (SPEC.md §3).
       needs_prior: it customizes a prior (`--prior` is required).
       needs_demos: it learns from demonstrations (`--demos` is required).

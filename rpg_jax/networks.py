@@ -15,6 +15,11 @@ from rpg_jax import distributions, normalization
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish, "elu": nn.elu}
 
 
+def _check_activation(name: str) -> None:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}")
+
+
 class MLP(nn.Module):
     """Dense layers with an activation between them; the last layer is linear and scaled at init."""
 
@@ -54,8 +59,7 @@ class PolicySpec:
     scale: str = "softplus"
 
     def __post_init__(self):
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        _check_activation(self.activation)
         if self.scale not in ("softplus", "exp"):
             raise ValueError(f"unknown scale {self.scale!r}; valid: exp, softplus")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -100,8 +104,7 @@ class GaussianPolicySpec:
     activation: str = "tanh"
 
     def __post_init__(self):
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        _check_activation(self.activation)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @property
@@ -139,8 +142,7 @@ class CategoricalPolicySpec:
     activation: str = "tanh"
 
     def __post_init__(self):
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        _check_activation(self.activation)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @property

@@ -29,10 +29,9 @@ import optax
 from brax.envs.base import Env
 from flax import struct
 
-from rpg_jax import normalization, objective as objective_lib
+from rpg_jax import networks, normalization, objective as objective_lib
 from rpg_jax.agents import common, gail
 from rpg_jax.agents.optim import init_with_hyperparams
-from rpg_jax import networks
 from rpg_jax.networks import PolicySpec, ValueSpec
 from rpg_jax import prior as prior_lib
 from rpg_jax.prior import Prior
