@@ -1,6 +1,7 @@
 """Stable-Baselines3 priors: zips written by SB3 itself, read back; the imported prior's log-probabilities equal
 SB3's own on the same observations and actions, and a customization starts from it."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -96,7 +97,7 @@ def test_sb3_prior_refusals_and_a_customization_from_it(tmp_path, capsys):
     experiment = make_train(RunConfig(task="inverted_pendulum", algo="residual_ppo", prior=path,
                                       prior_temperature=0.2, steps=20_480, num_envs=32,
                                       ppo=PPOSettings(unroll_length=32)))
-    state = experiment.init(jnp.zeros(2, jnp.uint32))
+    state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
     obs, actions = _inputs()
     actor = experiment.agent.policy_spec.distribution(state.params.policy, state.normalizer, jnp.asarray(obs))
     np.testing.assert_allclose(actor.log_prob(jnp.asarray(actions)),
