@@ -81,30 +81,20 @@ class TanhNormal:
 
 
 @struct.dataclass
-class ClippedNormal:
+class ClippedNormal(Normal):
     """An unsquashed diagonal Gaussian whose samples the env takes clipped to [−1, 1] (Stable-Baselines3's PPO
     policy). Its raw action is the unclipped sample u, and log π is the Gaussian density there, as SB3 computes
     it; at a foreign action in [−1, 1] it is the density at that action (the mass beyond the bounds is not
     moved onto them)."""
 
-    loc: chex.Array
-    scale: chex.Array
-
-    @property
-    def base(self) -> Normal:
-        return Normal(self.loc, self.scale)
-
     def sample_pre_tanh(self, key: chex.PRNGKey) -> chex.Array:
-        return self.base.sample(key)
+        return self.sample(key)
 
     def log_prob_pre_tanh(self, u: chex.Array) -> chex.Array:
-        return self.base.log_prob(u)
-
-    def log_prob(self, action: chex.Array) -> chex.Array:
-        return self.base.log_prob(action)
+        return self.log_prob(u)
 
     def entropy(self, key: chex.PRNGKey | None = None) -> chex.Array:
-        return self.base.entropy()
+        return Normal.entropy(self)
 
     def mode(self) -> chex.Array:
         return jnp.clip(self.loc, -1.0, 1.0)

@@ -15,9 +15,11 @@ from rpg_jax import distributions, normalization
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish, "elu": nn.elu}
 
 
-def _check_activation(name: str) -> None:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}")
+def _settle_mlp_fields(spec) -> None:
+    """A frozen spec's activation checked and its widths stored as a tuple of ints (JSON gives lists)."""
+    if spec.activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {spec.activation!r}; valid: {sorted(ACTIVATIONS)}")
+    object.__setattr__(spec, "hidden", tuple(int(h) for h in spec.hidden))
 
 
 class MLP(nn.Module):
@@ -59,10 +61,9 @@ class PolicySpec:
     scale: str = "softplus"
 
     def __post_init__(self):
-        _check_activation(self.activation)
+        _settle_mlp_fields(self)
         if self.scale not in ("softplus", "exp"):
             raise ValueError(f"unknown scale {self.scale!r}; valid: exp, softplus")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @property
     def module(self) -> MLP:
@@ -104,8 +105,7 @@ class GaussianPolicySpec:
     activation: str = "tanh"
 
     def __post_init__(self):
-        _check_activation(self.activation)
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        _settle_mlp_fields(self)
 
     @property
     def module(self) -> MLP:
@@ -142,8 +142,7 @@ class CategoricalPolicySpec:
     activation: str = "tanh"
 
     def __post_init__(self):
-        _check_activation(self.activation)
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        _settle_mlp_fields(self)
 
     @property
     def module(self) -> MLP:
