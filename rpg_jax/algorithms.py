@@ -88,6 +88,8 @@ def _residual_objective(run, prior: Prior) -> objective_lib.Objective:
 
 
 GAIL = frozenset({"ppo.discriminator_hidden", "ppo.discriminator_learning_rate", "ppo.discriminator_updates"})
+# How the prior's term enters the PPO reward, and the KL target's controller: only where there is a prior.
+PRIOR_TERM = frozenset({"ppo.prior_term", "ppo.kl_rate"})
 
 
 def _ppo(name: str, make_objective, *, reads=(), prior=False, entropy_bonus=False, demos=False,
@@ -97,8 +99,11 @@ def _ppo(name: str, make_objective, *, reads=(), prior=False, entropy_bonus=Fals
     reads = frozenset(reads) | ({"prior", "prior_temperature"} if prior else {"policy_hidden"})
     reads |= {"demos"} if demos else set()
     ignores = (frozenset() if entropy_bonus else frozenset({"ppo.entropy_cost"})) | (frozenset() if demos else GAIL)
+    ignores |= frozenset() if prior else PRIOR_TERM
+    # 640 critic updates: 20 iterations of the default 4 epochs × 8 minibatches (at 64 envs, the 20,480 env steps
+    # the warm-up was counted in before it was counted in updates).
     defaults = {"ppo.entropy_cost": 1e-3 if entropy_bonus else 0.0,
-                "ppo.critic_warmup_steps": 20_480 if prior else 0, **defaults}
+                "ppo.critic_warmup_updates": 640 if prior else 0, "ppo.desync_episodes": False, **defaults}
     return Algorithm(name, "ppo", make_objective, needs_prior=prior, needs_demos=demos, init_from_prior=prior,
                      entropy_bonus=entropy_bonus, reads=reads, ignores=ignores, defaults=defaults)
 
@@ -140,10 +145,12 @@ RESIDUAL = ("prior_weight", "temperature")
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     _ppo("ppo", lambda run, prior: objective_lib.ppo(), entropy_bonus=True),
     _ppo("soft_ppo", _soft, reads={"temperature"}, temperature=0.2),
-    _ppo("residual_ppo", _residual_objective, reads=RESIDUAL, prior=True),
-    _ppo("kl_ppo", lambda run, prior: objective_lib.kl(run.beta), reads={"beta"}, prior=True),
+    _ppo("residual_ppo", _residual_objective, reads={*RESIDUAL, "kl_target"}, prior=True),
+    _ppo("kl_ppo", lambda run, prior: objective_lib.kl(run.beta), reads={"beta", "kl_target"}, prior=True),
     _ppo("greedy_ppo", lambda run, prior: objective_lib.greedy(), prior=True, entropy_bonus=True),
     _ppo("full_ppo", lambda run, prior: objective_lib.full(), entropy_bonus=True),
+    # The bound residual_ppo at ω' = α̂ = α aims at: the max-ent optimum of r + r_R at the prior's temperature.
+    _ppo("full_soft_ppo", _full_soft, reads={"temperature"}, temperature=0.2),
     _ppo("gail", _soft, reads={"temperature"}, demos=True, temperature=0.2),
     _sac("sac", _soft, reads={"temperature"}, temperature=0.1),
     _sac("residual_sac", _residual_objective, reads=RESIDUAL, prior=True),

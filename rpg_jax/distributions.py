@@ -67,6 +67,10 @@ class TanhNormal:
         """log π(tanh u), evaluated from the pre-squash sample u (exact, no clipping)."""
         return self.base.log_prob(u) - tanh_log_det_jacobian(u)
 
+    def log_det_jacobian(self, u: chex.Array) -> chex.Array:
+        """log |det ∂a/∂u| of the raw action u: log π(u) (pre-tanh) = log π(tanh u) + this."""
+        return tanh_log_det_jacobian(u)
+
     def log_prob(self, action: chex.Array) -> chex.Array:
         """log π(a) at a squashed action from anywhere (e.g. another policy), clipped inside (−1, 1)."""
         a = jnp.clip(action, -1.0 + SQUASH_EPS, 1.0 - SQUASH_EPS)
@@ -92,6 +96,10 @@ class ClippedNormal(Normal):
 
     def log_prob_pre_tanh(self, u: chex.Array) -> chex.Array:
         return self.log_prob(u)
+
+    def log_det_jacobian(self, u: chex.Array) -> chex.Array:
+        """0: log π is already the density of the raw action (the clipping is not a change of variables)."""
+        return jnp.zeros(u.shape[:-1], u.dtype)
 
     def entropy(self, key: chex.PRNGKey | None = None) -> chex.Array:
         return Normal.entropy(self)
@@ -125,6 +133,10 @@ class Categorical:
 
     def log_prob_pre_tanh(self, action: chex.Array) -> chex.Array:
         return self.log_prob(action)
+
+    def log_det_jacobian(self, action: chex.Array) -> chex.Array:
+        """0: an index is its own action."""
+        return jnp.zeros(action.shape, jnp.float32)
 
     def mode(self) -> chex.Array:
         return jnp.argmax(self.logits, axis=-1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import jax.numpy as jnp
 import tyro
@@ -68,9 +68,18 @@ class PPOSettings:
     """Entropy bonus in the loss (default 1e-3 for ppo/greedy/full; refused for soft/residual/KL)."""
     reward_scale: float = 0.1
     """Multiplies the shaped reward before GAE (ω' and α̂ are reported unscaled)."""
-    critic_warmup_steps: int | None = None
-    """Env steps during which only the critic learns (default 20,480 when the actor starts from the prior,
-    else 0)."""
+    critic_warmup_updates: int | None = None
+    """Critic gradient updates before the actor learns (default 640 when the actor starts from the prior, else
+    0), in whole iterations of update_epochs × num_minibatches updates: the same learning at any --num-envs."""
+    desync_episodes: bool | None = None
+    """Start each env at a random step of its first episode (default: on for tasks that never terminate, whose
+    envs would otherwise all reset at the same step forever)."""
+    kl_rate: float = 0.05
+    """With --kl-target: the dual-ascent step of log ω' per iteration, times clip(KL/target − 1, −1, 1)."""
+    prior_term: Literal["action", "pre_tanh"] = "action"
+    """Densities of ω'·log π_prior − α̂·log π_θ for a tanh-Gaussian policy: in action space (the theory's), or of
+    the pre-tanh sample u (they differ by (ω' − α̂)·Σ log(1 − tanh²u), a bonus for saturated actions when
+    ω' > α̂ in action space)."""
     value_coef: float = 0.5
     """Weight of the value loss."""
     max_grad_norm: float = 1.0
@@ -90,6 +99,7 @@ class PPOSettings:
             value_hidden=tuple(self.value_hidden), iterations_per_chunk=run.iterations_per_chunk,
             init_from_prior=algo.init_from_prior, discriminator_hidden=tuple(self.discriminator_hidden),
             discriminator_updates=self.discriminator_updates if algo.needs_demos else 0,
+            desync_episodes=self.desync_episodes,
         )
 
     def agent_hyper(self, run: RunConfig, algo: Algorithm, objective, env) -> ppo.Hyper:
@@ -98,8 +108,10 @@ class PPOSettings:
             gae_lambda=_f32(self.gae_lambda), clip_epsilon=_f32(self.clip_epsilon),
             value_coef=_f32(self.value_coef), entropy_cost=_f32(self.entropy_cost),
             max_grad_norm=_f32(self.max_grad_norm), reward_scale=_f32(self.reward_scale),
-            critic_warmup_steps=_f32(self.critic_warmup_steps),
+            critic_warmup_iterations=_f32(self.agent_config(run, algo).warmup_iterations(self.critic_warmup_updates)),
             discriminator_learning_rate=_f32(self.discriminator_learning_rate),
+            kl_target=_f32(run.kl_target or 0.0), kl_rate=_f32(self.kl_rate),
+            prior_term_pre_tanh=_f32(self.prior_term == "pre_tanh"),
         )
 
 
@@ -249,6 +261,9 @@ class RunConfig:
     temperature)."""
     beta: float = 0.2
     """β of KL PPO (ω' = α̂ = β)."""
+    kl_target: float | None = None
+    """Hold KL(π ‖ π_prior) near this many nats per step by adapting ω' during training (residual_ppo, kl_ppo:
+    dual ascent from the starting ω', --ppo.kl-rate); off by default (a fixed ω')."""
     steps: int | None = None
     """Environment steps to train for, rounded up to whole chunks (default: the task's preset, else 300,000)."""
     num_envs: int | None = None
@@ -313,7 +328,7 @@ def resolve(run: RunConfig) -> RunConfig:
         if not family and getattr(run, field) is None:
             fills[field] = preset.get(field, value)  # a task may set soft_ppo's α to its reward scale
         elif family and getattr(group, field) is None:
-            group_fills[field] = value
+            group_fills[field] = preset.get(name, value)  # a task that never terminates desyncs its episodes
     return dataclasses.replace(run, **fills, **{algo.family: dataclasses.replace(group, **group_fills)})
 
 
@@ -360,10 +375,12 @@ def validate(run: RunConfig) -> Algorithm:
     run = resolve(run)
     group = family_settings(run, algo)
     checks = {"prior_weight": run.prior_weight, "temperature": run.temperature, "beta": run.beta,
-              "learning_rate": run.learning_rate, "prior_temperature": run.prior_temperature}
+              "learning_rate": run.learning_rate, "prior_temperature": run.prior_temperature,
+              "kl_target": run.kl_target}
     if algo.family == "ppo":
         checks.update({"ppo.reward_scale": group.reward_scale, "ppo.entropy_cost": group.entropy_cost,
-                       "ppo.discriminator_learning_rate": group.discriminator_learning_rate})
+                       "ppo.discriminator_learning_rate": group.discriminator_learning_rate,
+                       "ppo.kl_rate": group.kl_rate, "ppo.critic_warmup_updates": group.critic_warmup_updates})
         if algo.needs_demos and group.discriminator_updates < 1:
             raise UserError("--ppo.discriminator-updates must be at least 1 for GAIL")
     for name, value in checks.items():
@@ -447,6 +464,12 @@ def to_json(run: RunConfig) -> dict[str, Any]:
 def from_json(fields: dict[str, Any], cls: type = RunConfig) -> RunConfig:
     """The RunConfig (or subclass) that `to_json` wrote (lists back to tuples); TypeError on unknown fields."""
     fields = dict(fields)
+    if "critic_warmup_steps" in fields.get("ppo", {}):  # a run directory written before the warm-up counted updates
+        ppo_fields = dict(fields["ppo"])
+        steps, per_iteration = ppo_fields.pop("critic_warmup_steps"), fields["num_envs"] * ppo_fields["unroll_length"]
+        ppo_fields["critic_warmup_updates"] = (-(-int(steps) // per_iteration) * ppo_fields["update_epochs"]
+                                               * ppo_fields["num_minibatches"])
+        fields["ppo"] = ppo_fields
     tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}  # noqa: E731
     for name, group in FAMILY_SETTINGS.items():
         fields[name] = group(**tuples(fields.get(name, {})))

@@ -33,7 +33,7 @@ from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, op
 from rpg_jax.plotting import point_label, save_frontier
 from rpg_jax.settings import RunConfig
 
-SWEPT = ("prior_weight", "temperature", "beta", "learning_rate")
+SWEPT = ("prior_weight", "temperature", "beta", "learning_rate", "kl_target")
 # A resumed sweep may join other hosts; the member layout (--devices, --member-batch) is part of its state.
 SWEEP_RESUME_MAY_CHANGE = (*settings.RESUME_MAY_CHANGE, "coordinator", "num_processes", "process_id")
 
@@ -50,6 +50,8 @@ class SweepConfig(RunConfig):
     """β values of KL PPO, comma-separated (default 0.2)."""
     learning_rate: Annotated[str | None, tyro.conf.arg(aliases=("--lr",))] = None
     """Learning rates, comma-separated."""
+    kl_target: str | None = None
+    """Per-step KL targets, comma-separated (residual_ppo, kl_ppo: ω' adapts to hold each)."""
     seeds: int = 4
     """Seeds per grid point: --seed, --seed + 1, …, each trained as `rpg-jax train --seed` would."""
     devices: int | None = None
@@ -260,14 +262,15 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
 
     num_chunks = max(math.ceil(experiment.run.steps / experiment.steps_per_chunk), chunks_done)
     session_train_s = 0.0
-    writer = None
+    writer, records = None, []
     if primary:
         writer = MetricsWriter(rundir.metrics_path(out), stream=None, tensorboard=config.tensorboard,
                                wandb_run=open_wandb(out, {"sweep": settings.to_json(config)})
                                if config.wandb else None, fresh=chunks_done == 0)
     try:
         for index in range(chunks_done + 1, num_chunks + 1):
-            state, elapsed = run_chunk(program, state, members, index, num_chunks, experiment, writer, config.quiet)
+            state, elapsed, records = run_chunk(program, state, members, index, num_chunks, experiment, writer,
+                                                config.quiet)
             train_s += elapsed
             session_train_s += elapsed
             if index == num_chunks or (config.checkpoint_every and index % config.checkpoint_every == 0):
@@ -290,8 +293,9 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         member_eval = evaluation.summarize({k: v[i] for k, v in returns.items()})
         checked = None
         if prior_returns:
+            kl = records[i].get("kl_to_prior") if records else None  # none when a finished sweep is resumed
             checked = guard.compare(member_eval, prior_returns[member.seed], envs.get_task(config.task).terminal,
-                                    config.eval_episodes)
+                                    config.eval_episodes, kl)
             if primary:
                 guard.warn(checked, f"member {i} (seed {member.seed}, {point_label(member.point) or 'defaults'})")
         member_rows.append({"dir": f"members/{i:03d}", "seed": member.seed, "point": member.point,
@@ -362,8 +366,8 @@ def resolved_settings(config: SweepConfig) -> dict[str, Any]:
 
 def run_chunk(program: Program, state, members: list[Member], index: int, num_chunks: int,
               experiment: Experiment, writer: MetricsWriter | None, quiet: bool):
-    """One compiled chunk for every member: (state, seconds). Checks each member's numbers; the primary process
-    logs them."""
+    """One compiled chunk for every member: (state, seconds, each member's chunk record). Checks each member's
+    numbers; the primary process logs them."""
     start = time.perf_counter()
     try:
         state, metrics = program.compiled_chunk(state)
@@ -388,7 +392,7 @@ def run_chunk(program: Program, state, members: list[Member], index: int, num_ch
         if not quiet:
             print(progress_line(index, num_chunks, env_steps, len(members), experiment.steps_per_chunk / elapsed,
                                 records), flush=True)
-    return state, elapsed
+    return state, elapsed, records
 
 
 def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

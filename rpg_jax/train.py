@@ -99,6 +99,7 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
     wandb_run = open_wandb(out, experiment.record()) if run.wandb else None
     writer = MetricsWriter(rundir.metrics_path(out), stream=None if run.quiet else sys.stdout,
                            tensorboard=run.tensorboard, wandb_run=wandb_run, fresh=chunks_done == 0)
+    record = {}
     try:
         for index in range(chunks_done + 1, num_chunks + 1):
             start = time.perf_counter()
@@ -110,13 +111,14 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
                 health.check(metrics, index)
             except health.NonFiniteError as e:
                 raise diverged(experiment, out, e) from None
+            record = chunk_summary(health.split_flags(metrics)[0])
             writer.write({
                 "chunk": index,
                 "chunks": num_chunks,
                 "env_steps": int(state.env_steps),
                 "steps_per_s": experiment.steps_per_chunk / elapsed,
                 "wall_s": compile_s + train_s,
-                **chunk_summary(health.split_flags(metrics)[0]),
+                **record,
             })
             if index == num_chunks or (run.checkpoint_every and index % run.checkpoint_every == 0):
                 rundir.save_train_state(out, index, {"state": state, "train_s": np.asarray(train_s, np.float64)})
@@ -133,7 +135,8 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
     returns = evaluation.evaluate_policy(policy, run.task, key, run.eval_episodes)
     checked = None
     if experiment.prior is not None:
-        checked = guard.check_prior(returns, experiment.prior, run.task, key, run.eval_episodes)
+        checked = guard.check_prior(returns, experiment.prior, run.task, key, run.eval_episodes,
+                                    record.get("kl_to_prior"))
         guard.warn(checked, out)
     summary = rundir.summary(
         env_steps=int(state.env_steps), wall_s=compile_s + train_s, compile_s=compile_s,

@@ -1,27 +1,53 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rpg_jax import make_train
 from rpg_jax.settings import PPOSettings, RunConfig
 
 
-def test_critic_warmup_freezes_the_actor_and_trains_the_critic():
-    experiment = make_train(RunConfig(
-        algo="soft_ppo", num_envs=8, policy_hidden=(8,), iterations_per_chunk=2, steps=128,
-        ppo=PPOSettings(unroll_length=8, num_minibatches=2, update_epochs=1, value_hidden=(8,))))
+def _tiny(**kwargs):
+    return RunConfig(**{"algo": "soft_ppo", "num_envs": 8, "policy_hidden": (8,), "iterations_per_chunk": 2,
+                        "steps": 128, **kwargs,
+                        "ppo": PPOSettings(unroll_length=8, num_minibatches=2, update_epochs=1, value_hidden=(8,),
+                                           **kwargs.pop("ppo", {}))})
+
+
+def _largest_change(a, b) -> float:
+    return max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_critic_warmup_freezes_the_actor_and_its_optimizer_and_trains_the_critic():
+    experiment = make_train(_tiny())
     agent = experiment.agent
     chunk, init = jax.jit(agent.chunk), jax.jit(agent.init)
     for warmup, actor_moves in ((1e9, False), (0.0, True)):
-        hyper = experiment.hyper.replace(critic_warmup_steps=jnp.float32(warmup))
+        hyper = experiment.hyper.replace(critic_warmup_iterations=jnp.float32(warmup))
         start = init(jax.random.PRNGKey(0), hyper)
         end, _ = chunk(start)
-        policy_change = max(float(np.abs(a - b).max()) for a, b in
-                            zip(jax.tree.leaves(end.params.policy), jax.tree.leaves(start.params.policy)))
-        value_change = max(float(np.abs(a - b).max()) for a, b in
-                           zip(jax.tree.leaves(end.params.value), jax.tree.leaves(start.params.value)))
-        assert value_change > 0.0
-        assert (policy_change > 0.0) == actor_moves, (warmup, policy_change)
+        assert _largest_change(end.params.value, start.params.value) > 0.0
+        assert (_largest_change(end.params.policy, start.params.policy) > 0.0) == actor_moves, warmup
+        # The actor's Adam state advances only when the actor learns: its step count and moments stay at zero
+        # through the warm-up, so its first steps after it are not inflated by a bias correction.
+        assert int(end.opt_state["policy"].count) == (2 * 2 if actor_moves else 0)
+        assert int(end.opt_state["value"].count) == 2 * 2
+
+
+@pytest.mark.parametrize("num_envs", [128, 2048])
+def test_the_resolved_critic_warmup_makes_the_same_critic_updates_at_any_env_batch(num_envs):
+    """64 critic updates before the actor moves, counted on the optimizer states, at 128 and at 2048 envs (an
+    iteration makes update_epochs × num_minibatches = 32 updates whatever its size)."""
+    run = RunConfig(task="cartpole", algo="soft_ppo", num_envs=num_envs, policy_hidden=(4,), iterations_per_chunk=1,
+                    steps=num_envs * 16, ppo=PPOSettings(value_hidden=(4,), critic_warmup_updates=64))
+    experiment = make_train(run)
+    assert float(experiment.hyper.critic_warmup_iterations) == 2  # of 4 epochs × 8 minibatches
+    chunk = jax.jit(experiment.agent.chunk)
+    state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
+    while int(state.opt_state["policy"].count) == 0:
+        state, _ = chunk(state)
+    critic_only = int(state.opt_state["value"].count) - int(state.opt_state["policy"].count)
+    assert critic_only == 64
 
 
 def _linear_categorical(kernel, bias):
@@ -52,7 +78,8 @@ def test_discrete_ppo_loss_by_hand():
     zeros = jnp.zeros(6)
     step = common.EnvStep(zeros, zeros, zeros, zeros, zeros, jnp.zeros((6, 3)), zeros, zeros)
     batch = ppo.Transition(obs=jnp.asarray(obs), pre_tanh_action=jnp.asarray(actions),
-                           log_prob=jnp.asarray(old_log_prob), log_prob_prior=zeros, step=step)
+                           log_prob=jnp.asarray(old_log_prob), log_prob_prior=zeros, log_det_jacobian=zeros,
+                           step=step)
     experiment = make_train(RunConfig(algo="soft_ppo", task="cartpole", steps=20_480))
     hyper = experiment.hyper.replace(clip_epsilon=jnp.float32(0.2), value_coef=jnp.float32(0.5),
                                      entropy_cost=jnp.float32(0.01))

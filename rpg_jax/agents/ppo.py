@@ -54,6 +54,9 @@ class Config:
         prior, so that it starts as exactly the prior's function).
       init_from_prior: start the actor from the prior's weights and normalizer.
       iterations_per_chunk: iterations fused into one jitted `lax.scan`.
+      desync_episodes: start each env at a random step of its first episode, so that a batch holds every phase
+        of the episode rather than one slice of it for all envs at once (tasks that never terminate: every env
+        would otherwise reset at the same step forever).
       discriminator_hidden: GAIL's discriminator widths.
       discriminator_updates: GAIL's discriminator steps per iteration, each on a minibatch of the rollout and as
         many demonstration transitions (0: no GAIL).
@@ -69,6 +72,7 @@ class Config:
     activation: str = "tanh"
     normalize_observations: bool = True
     init_from_prior: bool = False
+    desync_episodes: bool = False
     discriminator_hidden: tuple[int, ...] = ()
     discriminator_updates: int = 0
 
@@ -90,15 +94,31 @@ class Config:
     def minibatch_size(self) -> int:
         return self.steps_per_iteration // self.num_minibatches
 
+    @property
+    def updates_per_iteration(self) -> int:
+        return self.update_epochs * self.num_minibatches
+
+    def warmup_iterations(self, critic_updates: int) -> int:
+        """Iterations of critic-only learning that make at least `critic_updates` gradient updates: the same
+        number of updates at any env batch (an iteration makes `updates_per_iteration`, whatever its size)."""
+        return -(-critic_updates // self.updates_per_iteration)
+
 
 @struct.dataclass
 class Hyper:
     """Traced hyperparameters: every field can carry a leading axis and be vmapped over.
 
-    `learning_rate` and `max_grad_norm` are copied into the optimizer state at `init` (optax
-    inject_hyperparams), which is where the update reads them. For the first `critic_warmup_steps` env steps
-    only the critic learns: an actor that starts from the prior is otherwise pushed around by the advantages of
-    a critic that has not learned anything yet.
+    `learning_rate` is copied into the optimizer states at `init` (optax inject_hyperparams), which is where the
+    update reads it. For the first `critic_warmup_iterations`
+    iterations only the critic learns: an actor that starts from the prior is otherwise pushed around by the
+    advantages of a critic that has not learned anything yet.
+
+    With `kl_target` > 0 the prior weight ω' of the objective is not fixed: after each iteration it moves by dual
+    ascent, log ω' += kl_rate·clip(KL/kl_target − 1, −1, 1), with KL the per-step KL(π_θ ‖ π_prior) estimated on
+    the rollout, so that the policy stays about `kl_target` nats per step from the prior (the adaptive-KL
+    controller of PPO's penalty variant, in log space so that it needs no scale). `prior_term_pre_tanh` (0 or 1)
+    takes ω'·log π_prior − α̂·log π_θ on the pre-tanh densities instead of the action-space ones: the two differ
+    by (ω' − α̂)·Σ log(1 − tanh²u), which vanishes at ω' = α̂.
     """
 
     objective: objective_lib.Objective
@@ -110,8 +130,11 @@ class Hyper:
     entropy_cost: chex.Array
     max_grad_norm: chex.Array
     reward_scale: chex.Array
-    critic_warmup_steps: chex.Array
+    critic_warmup_iterations: chex.Array
     discriminator_learning_rate: chex.Array
+    kl_target: chex.Array
+    kl_rate: chex.Array
+    prior_term_pre_tanh: chex.Array
 
 
 @struct.dataclass
@@ -123,8 +146,12 @@ class Params:
 
 @struct.dataclass
 class TrainState:
+    """`opt_state` holds one Adam state per network ({"policy", "value"}): the actor's moments and step count
+    do not advance while only the critic learns, so its first steps after the warm-up are not inflated by a
+    bias correction meant for moments that have seen many gradients."""
+
     params: Params
-    opt_state: optax.OptState
+    opt_state: dict[str, optax.OptState]
     normalizer: normalization.Normalizer
     env_state: Any
     key: chex.PRNGKey
@@ -143,6 +170,7 @@ class Transition:
     pre_tanh_action: chex.Array  # the pre-tanh sample u (a = tanh u), or a discrete action's index
     log_prob: chex.Array  # log π_θold(a|s): a constant in the loss and in r̃
     log_prob_prior: chex.Array
+    log_det_jacobian: chex.Array  # Σ log(1 − tanh²u) of the executed sample; 0 for a discrete action
     step: common.EnvStep  # rewards, termination ≠ truncation, the observation reached, episode sums
 
 
@@ -214,8 +242,31 @@ def ppo_loss(
     return loss, metrics
 
 
-def _optimizer(learning_rate, max_grad_norm) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
+def shaped_reward(hyper: Hyper, reward_basic: chex.Array, reward_addon: chex.Array, data: Transition) -> chex.Array:
+    """r̃ of the recorded transitions (objective.shaped_reward); with `prior_term_pre_tanh` the log-probabilities
+    are the pre-tanh densities log π(u) = log π(tanh u) + Σ log(1 − tanh²u), which adds (ω' − α̂)·Σ log(1 − tanh²u).
+    """
+    log_prob_prior, log_prob = data.log_prob_prior, data.log_prob
+    jacobian = hyper.prior_term_pre_tanh * data.log_det_jacobian
+    return objective_lib.shaped_reward(hyper.objective, reward_basic, reward_addon, log_prob_prior + jacobian,
+                                       log_prob + jacobian)
+
+
+def held_prior_weight(hyper: Hyper, kl: chex.Array) -> objective_lib.Objective:
+    """The objective after one dual-ascent step of ω' towards `kl_target` nats of KL(π_θ ‖ π_prior) per step:
+    log ω' += kl_rate·clip(kl / kl_target − 1, −1, 1). Unchanged when kl_target is 0 (a fixed ω')."""
+    objective = hyper.objective
+    error = jnp.clip(kl / jnp.maximum(hyper.kl_target, 1e-12) - 1.0, -1.0, 1.0)
+    moved = objective.prior_weight * jnp.exp(hyper.kl_rate * error)
+    return objective.replace(prior_weight=jnp.where(hyper.kl_target > 0, moved, objective.prior_weight))
+
+
+def desynchronized(env_state: Any, key: chex.PRNGKey, episode_length: int) -> Any:
+    """Env states whose first episode is cut at a random step: each env's step counter starts uniformly in
+    [0, episode_length), so the time limits, and every later reset, are spread over the episode."""
+    steps = env_state.info["steps"]
+    offsets = jax.random.randint(key, steps.shape, 0, episode_length).astype(steps.dtype)
+    return env_state.replace(info={**env_state.info, "steps": offsets})
 
 
 class PPO:
@@ -236,7 +287,7 @@ class PPO:
                                       config.policy_hidden, config.activation)
         )
         self.value_spec = ValueSpec(env.observation_size, config.value_hidden, config.activation)
-        self.optimizer = optax.inject_hyperparams(_optimizer)(learning_rate=0.0, max_grad_norm=0.0)
+        self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
         self.update_normalizer = config.normalize_observations and not config.init_from_prior
         self.discriminator = None
         if demos is not None:
@@ -254,9 +305,9 @@ class PPO:
             policy_params = self.policy_spec.init(key_policy)
             normalizer = normalization.init(self.env.observation_size)
         params = Params(policy=policy_params, value=self.value_spec.init(key_value))
-        opt_state = init_with_hyperparams(
-            self.optimizer, params, learning_rate=hyper.learning_rate, max_grad_norm=hyper.max_grad_norm
-        )
+        opt_state = {name: init_with_hyperparams(self.optimizer, getattr(params, name),
+                                                 learning_rate=hyper.learning_rate)
+                     for name in ("policy", "value")}
         discriminator_opt_state = None
         if self.discriminator is not None:
             # A key of its own, folded in, leaves every other stream as it was before GAIL existed: earlier
@@ -265,6 +316,8 @@ class PPO:
             discriminator_opt_state = init_with_hyperparams(
                 self.discriminator_optimizer, params.discriminator, learning_rate=hyper.discriminator_learning_rate)
         env_state = common.reset_envs(self.env, key_env, self.config.num_envs)
+        if self.config.desync_episodes:
+            env_state = desynchronized(env_state, jax.random.fold_in(key_env, 1), self.env.episode_length)
         state = TrainState(
             params=params,
             opt_state=opt_state,
@@ -291,7 +344,8 @@ class PPO:
             log_prob_prior = prior_lib.log_prob_pre_tanh(state.prior, obs, u)
             next_state, outcome = common.step_envs(self.env, env_state, self.policy_spec.env_action(u))
             return next_state, Transition(obs=obs, pre_tanh_action=u, log_prob=log_prob,
-                                          log_prob_prior=log_prob_prior, step=outcome)
+                                          log_prob_prior=log_prob_prior, log_det_jacobian=dist.log_det_jacobian(u),
+                                          step=outcome)
 
         keys = jax.random.split(key, self.config.unroll_length)
         return jax.lax.scan(step, state.env_state, keys)
@@ -312,17 +366,15 @@ class PPO:
         if self.discriminator is not None:
             reward_basic = gail.reward(self.discriminator, state.params.discriminator, normalizer, data.obs,
                                        self.policy_spec.env_action(data.pre_tanh_action))
-        shaped = hyper.reward_scale * objective_lib.shaped_reward(
-            hyper.objective, reward_basic, step.reward_addon, data.log_prob_prior, data.log_prob
-        )
+        shaped = hyper.reward_scale * shaped_reward(hyper, reward_basic, step.reward_addon, data)
         value_fn = lambda obs: self.value_spec.value(state.params.value, normalizer, obs)  # noqa: E731
         values, next_values = value_fn(data.obs), value_fn(step.next_obs)
         advantages = gae_advantages(
             shaped, values, next_values, step.termination, step.done, hyper.discount, hyper.gae_lambda
         )
         value_targets = advantages + values
-        actor_learns = state.env_steps >= hyper.critic_warmup_steps
-        # PPO's optimizer holds the actor and critic only; GAIL's discriminator has its own.
+        actor_learns = state.iteration >= hyper.critic_warmup_iterations
+        # PPO's optimizer states are the actor's and the critic's only; GAIL's discriminator has its own.
         params, opt_state, loss_metrics = self._update(
             state.params.replace(discriminator=None), state.opt_state, normalizer, data, advantages, value_targets,
             hyper, key_update, actor_learns,
@@ -341,10 +393,14 @@ class PPO:
             params, discriminator_opt_state, discriminator_metrics = self._update_discriminator(
                 params, discriminator_opt_state, normalizer, data, jax.random.fold_in(key_update, 1))
             metrics.update(discriminator_metrics, gail_reward=jnp.mean(reward_basic))
+        hyper_next = hyper
         if state.prior is not None:
-            # Monte Carlo estimate of KL(π_θ ‖ π_prior) on the states π_θ visits.
-            metrics["kl_to_prior"] = jnp.mean(data.log_prob - data.log_prob_prior)
+            # Monte Carlo estimate of KL(π_θ ‖ π_prior) per step, on the states π_θ visits.
+            kl = jnp.mean(data.log_prob - data.log_prob_prior)
+            hyper_next = hyper.replace(objective=held_prior_weight(hyper, kl))
+            metrics.update(kl_to_prior=kl, prior_weight=hyper.objective.prior_weight)
         new_state = state.replace(
+            hyper=hyper_next,
             params=params,
             opt_state=opt_state,
             normalizer=normalizer,
@@ -383,7 +439,7 @@ class PPO:
     def _update(self, params, opt_state, normalizer, data, advantages, value_targets, hyper, key, actor_learns):
         """`update_epochs` × `num_minibatches` gradient steps on shuffled (T·B) samples.
 
-        While `actor_learns` is false the policy's gradients are zeroed: Adam then leaves it exactly unchanged.
+        While `actor_learns` is false the policy and its optimizer state are left exactly unchanged.
         """
         config = self.config
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), (data, advantages, value_targets))
@@ -404,9 +460,15 @@ class PPO:
                 value_spec=self.value_spec,
                 hyper=hyper,
             )
-            grads = grads.replace(policy=jax.tree.map(lambda g: jnp.where(actor_learns, g, 0.0), grads.policy))
-            updates, opt_state = self.optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state, key), metrics
+            # One clip over both networks' gradients, as in Brax's PPO; then each network's own Adam.
+            grads = optax.clip_by_global_norm(hyper.max_grad_norm).update(grads, optax.EmptyState())[0]
+            value, opt_value = self._adam_step(params.value, grads.value, opt_state["value"])
+            policy, opt_policy = self._adam_step(params.policy, grads.policy, opt_state["policy"])
+            # While the critic warms up the actor, and its Adam moments and step count, stay exactly as they were.
+            policy, opt_policy = jax.tree.map(lambda new, old: jnp.where(actor_learns, new, old),
+                                              (policy, opt_policy), (params.policy, opt_state["policy"]))
+            params = params.replace(policy=policy, value=value)
+            return (params, {"policy": opt_policy, "value": opt_value}, key), metrics
 
         def epoch(carry, key_perm):
             perm = jax.random.permutation(key_perm, config.steps_per_iteration)
@@ -419,6 +481,10 @@ class PPO:
         perms = jax.random.split(key_perm, config.update_epochs)
         (params, opt_state, _), metrics = jax.lax.scan(epoch, (params, opt_state, key_loss), perms)
         return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+    def _adam_step(self, params, grads, opt_state):
+        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
 
     def chunk(self, state: TrainState) -> tuple[TrainState, dict]:
         """`iterations_per_chunk` iterations in one `lax.scan`; metrics stacked on a leading axis."""

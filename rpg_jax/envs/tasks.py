@@ -55,7 +55,7 @@ class Task:
       presets: per agent family ("ppo", "sac", "dqn"), settings this task overrides in the family's
         defaults: "num_envs", "learning_rate", "policy_hidden", "iterations_per_chunk", "steps", and in an
         algorithm's own defaults ("temperature": the α of soft_ppo, sac, soft_dqn, …, set to the task's
-        reward scale). Flags override presets (`rpg_jax.settings.resolve`).
+        reward scale; "ppo.desync_episodes" for a task that never terminates). Flags override presets (`rpg_jax.settings.resolve`).
       physics: the MJX solver options it trains with, if not its model's own.
       cpu_sweep_devices: how many CPU devices a sweep splits its members over by default (None: all). Brax's
         MJX ant hangs in XLA when two CPU devices each train two or more members at once (jaxlib 0.10.2:
@@ -107,6 +107,7 @@ TASKS: dict[str, Task] = {
             lambda obs, action: -10.0 * jnp.abs(obs[7]),
             1000,
             "run forward keeping the front foot level: r_R = -10·|obs[7]| (Brax's env, its default solver)",
+            presets={"ppo": {"ppo.desync_episodes": True}},  # it never terminates
         ),
         Task(
             "cheetah",
@@ -116,7 +117,7 @@ TASKS: dict[str, Task] = {
             "run forward keeping the front foot level: r_R = −|obs[7]| (Playground's CheetahRun; its reward "
             "is speed/10 up to 10 m/s, so halfcheetah's −10·|obs[7]| is scaled by the same 1/10)",
             # α of soft_ppo scaled like the add-on: CheetahRun's reward is a tenth of halfcheetah's
-            presets={"ppo": {"num_envs": 128, "steps": 3_000_000, "temperature": 0.02}},
+            presets={"ppo": {"num_envs": 128, "steps": 3_000_000, "temperature": 0.02, "ppo.desync_episodes": True}},
         ),
         Task(
             "hopper",
