@@ -75,7 +75,7 @@ class PPOSettings:
     """Start each env at a random step of its first episode (default: on for tasks that never terminate, whose
     envs would otherwise all reset at the same step forever)."""
     kl_rate: float = 0.05
-    """With --kl-target: the dual-ascent step of log ω' per iteration, times clip(KL/target − 1, −1, 1)."""
+    """With --kl-target: the dual-ascent step of log ω' and log α̂ per iteration, times clip(KL/target − 1, −1, 1)."""
     prior_term: Literal["action", "pre_tanh"] = "action"
     """Densities of ω'·log π_prior − α̂·log π_θ for a tanh-Gaussian policy: in action space (the theory's), or of
     the pre-tanh sample u (they differ by (ω' − α̂)·Σ log(1 − tanh²u), a bonus for saturated actions when
@@ -262,8 +262,8 @@ class RunConfig:
     beta: float = 0.2
     """β of KL PPO (ω' = α̂ = β)."""
     kl_target: float | None = None
-    """Hold KL(π ‖ π_prior) near this many nats per step by adapting ω' during training (residual_ppo, kl_ppo:
-    dual ascent from the starting ω', --ppo.kl-rate); off by default (a fixed ω')."""
+    """Hold KL(π ‖ π_prior) near this many nats per step by scaling ω' and α̂ together during training
+    (residual_ppo, kl_ppo: dual ascent from the starting ω', α̂; --ppo.kl-rate); off by default (fixed weights)."""
     steps: int | None = None
     """Environment steps to train for, rounded up to whole chunks (default: the task's preset, else 300,000)."""
     num_envs: int | None = None

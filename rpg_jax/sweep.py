@@ -51,7 +51,7 @@ class SweepConfig(RunConfig):
     learning_rate: Annotated[str | None, tyro.conf.arg(aliases=("--lr",))] = None
     """Learning rates, comma-separated."""
     kl_target: str | None = None
-    """Per-step KL targets, comma-separated (residual_ppo, kl_ppo: ω' adapts to hold each)."""
+    """Per-step KL targets, comma-separated (residual_ppo, kl_ppo: ω' and α̂ adapt together to hold each)."""
     seeds: int = 4
     """Seeds per grid point: --seed, --seed + 1, …, each trained as `rpg-jax train --seed` would."""
     devices: int | None = None
@@ -225,7 +225,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     swept, members = grid(config)
     devices.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     experiment = make_train(members[0].run)
-    objectives, hypers = zip(*(experiment.with_values(**m.point) for m in members))
+    hypers = [experiment.with_values(**m.point)[1] for m in members]
     mesh = devices.member_mesh(config.devices or sweep_devices(config.task))
     per_device = -(-len(members) // mesh.size)
     member_batch = min(config.member_batch or default_member_batch(per_device, experiment.config.num_envs),
@@ -283,13 +283,14 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
 
     eval_keys = stack(pad([evaluation.evaluation_key(m.seed) for m in members]))
     returns = devices.to_host(program.evaluate(state, on_members(eval_keys)))
-    kept = devices.to_host((state.params, state.normalizer, state.prior))
+    # The objective trained state carries: ω' moves during training when a KL target holds it.
+    kept = devices.to_host((state.params, state.normalizer, state.prior, state.hyper.objective))
     wall_s = time.perf_counter() - start + (train_s - session_train_s)
     env_steps = num_chunks * experiment.steps_per_chunk
 
     member_rows = []
     prior_returns = episode_ends_of_prior(experiment, members, config.eval_episodes)
-    for i, (member, objective) in enumerate(zip(members, objectives)):
+    for i, member in enumerate(members):
         member_eval = evaluation.summarize({k: v[i] for k, v in returns.items()})
         checked = None
         if prior_returns:
@@ -301,7 +302,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         member_rows.append({"dir": f"members/{i:03d}", "seed": member.seed, "point": member.point,
                             "eval": member_eval, "guard": checked})
         if primary:
-            params, normalizer, prior = member_slice(kept, i)
+            params, normalizer, prior, objective = member_slice(kept, i)
             member_dir = rundir.create(out / "members" / f"{i:03d}")
             run = dataclasses.replace(member.run, out=member_dir)
             policy = experiment.policy(params, normalizer, objective, prior)

@@ -128,7 +128,7 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
     params, normalizer, objective, prior = jax.device_get(
         (state.params, state.normalizer, state.hyper.objective, state.prior))
     policy = experiment.policy(params, normalizer, objective, prior)
-    rundir.save_policy(out, experiment.record(), policy)
+    rundir.save_policy(out, experiment.record(objective=objective), policy)
     rundir.save_agent(out, params, normalizer)
 
     key = evaluation.evaluation_key(run.seed)
@@ -141,7 +141,7 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
     summary = rundir.summary(
         env_steps=int(state.env_steps), wall_s=compile_s + train_s, compile_s=compile_s,
         steps_per_s=int(state.env_steps) / train_s, resumed_after_chunk=chunks_done, returns=returns,
-        guard=checked, **experiment.summary_head(),
+        guard=checked, **experiment.summary_head(objective=objective),
     )
     rundir.write_summary(out, summary)
     return summary

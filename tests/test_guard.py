@@ -8,8 +8,9 @@ import pytest
 from rpg_jax import envs, evaluation, guard
 
 
-def ends(terminated: float, length: float) -> dict:
-    return {"terminated": {"mean": terminated, "std": 0.0}, "length": {"mean": length, "std": 0.0}}
+def ends(terminated: float, length: float, basic: float = 100.0) -> dict:
+    return {"terminated": {"mean": terminated, "std": 0.0}, "length": {"mean": length, "std": 0.0},
+            "basic_return": {"mean": basic, "std": 0.0}}
 
 
 @pytest.mark.parametrize("customized,prior,fires", [
@@ -25,7 +26,7 @@ def test_a_fall_counts_against_the_customized_policy(customized, prior, fires):
     checked = guard.compare(customized, prior, "failure", episodes=16)
     assert (checked["warning"] is not None) == fires, checked
     assert checked["customized"] == {"terminated": customized["terminated"]["mean"],
-                                     "length": customized["length"]["mean"]}
+                                     "length": customized["length"]["mean"], "basic_return": 100.0}
 
 
 def test_the_warning_names_both_policies_counts():
@@ -43,6 +44,29 @@ def test_the_warning_names_both_policies_counts():
 def test_on_a_task_whose_terminal_is_the_goal_missing_it_counts(customized, prior, fires):
     checked = guard.compare(customized, prior, "success", episodes=16)
     assert (checked["warning"] is not None) == fires, checked
+
+
+@pytest.mark.parametrize("customized,prior,fires", [
+    (789.7 * 0.004, 789.7, True),  # greedy_ppo from a cheetah prior: it stops running and never falls
+    (700.0, 789.7, True),          # 88.6% of the prior's basic return
+    (711.0, 789.7, False),         # 90.0%
+    (1000.0, 1000.0, False),       # the demo
+    (-120.0, -100.0, True),        # negative returns: 20% worse
+    (-105.0, -100.0, False),       # 5% worse
+])
+def test_a_lost_basic_return_warns_even_when_no_episode_ends(customized, prior, fires):
+    checked = guard.compare(ends(0.0, 1000, customized), ends(0.0, 1000, prior), "failure", episodes=16)
+    assert (checked["warning"] is not None) == fires, checked
+    assert checked["basic_kept"] == (pytest.approx(customized / prior) if prior > 0 else None)
+
+
+def test_the_basic_return_warning_names_both_returns_and_the_kl_is_recorded():
+    checked = guard.compare(ends(0.0, 1000, 3.2), ends(0.0, 1000, 789.7), "failure", episodes=16, kl_to_prior=4.5)
+    assert checked["warning"] == ("the customized policy may have given up the basic task: its basic return is 3.2 "
+                                  "(0%) against the prior's 789.7 on the same starts (below 90%)")
+    assert checked["kl_to_prior"] == 4.5
+    both = guard.compare(ends(1.0, 9, 9.0), ends(0.0, 500, 500.0), "failure", episodes=16)["warning"]
+    assert "16 of 16 evaluation episodes ended by termination" in both and "its basic return is 9.0" in both
 
 
 def test_an_unknown_terminal_kind_is_refused():

@@ -1,5 +1,6 @@
 """End to end on the fast task: customization works, stays near the prior when told to, and round-trips."""
 
+import dataclasses
 import json
 
 import jax
@@ -11,7 +12,7 @@ from rpg_jax import prior as prior_lib, rundir, train
 from rpg_jax.settings import PPOSettings, RunConfig
 from rpg_jax.errors import UserError
 
-from conftest import small_run
+from conftest import SMALL, small_run
 
 # The customized policy must keep at least this fraction of the prior's basic return (README: "within 10%").
 BASIC_RETURN_KEPT = 0.9
@@ -38,9 +39,12 @@ def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp
     assert set(summary["eval"]) >= {"basic_return", "addon_return", "total_return"}
     assert summary["objective"]["prior_weight"] == pytest.approx(0.2)
     # The demo's customization: the episode-end guard compared it with its prior and stayed quiet.
-    assert summary["guard"] == {"customized": {"terminated": 0.0, "length": 1000.0},
-                                "prior": {"terminated": 0.0, "length": 1000.0}, "terminal": "failure",
-                                "warning": None}
+    checked = summary["guard"]
+    assert {k: checked[k] for k in ("terminal", "warning")} == {"terminal": "failure", "warning": None}
+    assert {k: checked["customized"][k] for k in ("terminated", "length")} == {"terminated": 0.0, "length": 1000.0}
+    assert {k: checked["prior"][k] for k in ("terminated", "length")} == {"terminated": 0.0, "length": 1000.0}
+    assert checked["customized"]["basic_return"] == after["basic_return"]["mean"]
+    assert checked["basic_kept"] >= BASIC_RETURN_KEPT and checked["kl_to_prior"] > 0
     assert "warning" not in capsys.readouterr().err
     lines = (tmp_path / "residual" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == summary["env_steps"] // (64 * 16 * 20)
@@ -94,3 +98,41 @@ def test_prior_log_prob_is_clipped_and_frozen(prior_run):
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
     grad_action = jax.grad(lambda a: prior.log_prob(obs, a).sum())(jnp.full((1, 1), 0.1))
     assert float(jnp.abs(grad_action).max()) > 0.0
+
+
+@pytest.mark.parametrize("kl,factor", [(0.2, np.exp(0.05)), (0.15, np.exp(0.025)), (0.1, 1.0), (0.05, np.exp(-0.025)),
+                                       (0.0, np.exp(-0.05)), (50.0, np.exp(0.05))])
+def test_the_kl_target_moves_log_prior_weight_by_dual_ascent(kl, factor):
+    """log ω' and log α̂ += kl_rate·clip(KL/target − 1, −1, 1), by hand at target 0.1 and rate 0.05; target 0 fixes
+    them."""
+    from rpg_jax import objective as objective_lib
+    from rpg_jax.agents import ppo
+    hyper = ppo.Hyper(objective=objective_lib.residual(0.02, 0.02), kl_target=jnp.float32(0.1),
+                      kl_rate=jnp.float32(0.05), **{f: jnp.float32(0) for f in (
+                          "learning_rate", "discount", "gae_lambda", "clip_epsilon", "value_coef", "entropy_cost",
+                          "max_grad_norm", "reward_scale", "critic_warmup_iterations", "discriminator_learning_rate",
+                          "prior_term_pre_tanh")})
+    hyper = hyper.replace(objective=objective_lib.residual(0.02, 0.05))
+    moved = ppo.held_prior_weight(hyper, jnp.float32(kl))
+    assert float(moved.prior_weight) == pytest.approx(0.02 * factor, rel=1e-6)
+    assert float(moved.temperature) == pytest.approx(0.05 * factor, rel=1e-6)
+    fixed = ppo.held_prior_weight(hyper.replace(kl_target=jnp.float32(0.0)), jnp.float32(kl))
+    assert float(fixed.prior_weight) == pytest.approx(0.02)
+
+
+def test_a_kl_target_holds_the_policy_near_the_prior(prior_run, tmp_path):
+    """With a small target ω' = α̂ climb and the KL falls towards it; with a large one they fall. ω', α̂ and the KL
+    are logged every chunk, the final weights are the run's objective, and the guard records the last KL."""
+    prior_config, _ = prior_run
+    common = dict(algo="residual_ppo", prior=prior_config.out, steps=40_960, eval_episodes=2)
+    ppo_settings = dataclasses.replace(SMALL["ppo"], critic_warmup_updates=0)
+    tight = train.train(small_run(tmp_path, "tight", kl_target=0.001, ppo=ppo_settings, **common))
+    loose = train.train(small_run(tmp_path, "loose", kl_target=100.0, ppo=ppo_settings, **common))
+    records = [json.loads(line) for line in (tmp_path / "tight" / "metrics.jsonl").read_text().splitlines()]
+    weights = [r["prior_weight"] for r in records]
+    assert all(b > a for a, b in zip(weights, weights[1:])), weights
+    assert tight["objective"]["prior_weight"] > weights[-1] > 0.2
+    assert loose["objective"]["prior_weight"] < 0.2
+    assert tight["objective"]["temperature"] == pytest.approx(tight["objective"]["prior_weight"])
+    assert tight["guard"]["kl_to_prior"] == pytest.approx(records[-1]["kl_to_prior"])
+    assert _late_kl_to_prior(tmp_path / "tight", chunks=1) < _late_kl_to_prior(tmp_path / "loose", chunks=1)

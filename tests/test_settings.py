@@ -14,7 +14,7 @@ from rpg_jax.agents import bc, dqn, ppo, sac
 from rpg_jax.errors import UserError
 from rpg_jax.networks import PolicySpec, SoftQPolicySpec
 from rpg_jax.prior import Prior
-from rpg_jax.settings import DQNSettings, RunConfig
+from rpg_jax.settings import DQNSettings, PPOSettings, RunConfig
 
 from conftest import run_cli
 
@@ -89,7 +89,13 @@ def test_resolved_defaults_by_hand(untrained_priors):
         assert {k: getattr(resolved, k) for k in values} == values and resolved.steps == 300_000
     assert settings.resolve(default_run("ppo", untrained_priors)).ppo.entropy_cost == 1e-3
     assert settings.resolve(default_run("soft_ppo", untrained_priors)).ppo.entropy_cost == 0.0
-    assert settings.resolve(default_run("residual_ppo", untrained_priors)).ppo.critic_warmup_steps == 20_480
+    residual_ppo = settings.resolve(default_run("residual_ppo", untrained_priors)).ppo
+    assert (residual_ppo.critic_warmup_updates, residual_ppo.desync_episodes) == (640, False)
+    assert settings.resolve(default_run("soft_ppo", untrained_priors)).ppo.critic_warmup_updates == 0
+    # CheetahRun never terminates: its envs start at random steps of their first episode.
+    assert settings.resolve(RunConfig(task="cheetah", algo="soft_ppo")).ppo.desync_episodes is True
+    assert settings.resolve(RunConfig(task="cheetah", algo="soft_ppo",
+                                      ppo=PPOSettings(desync_episodes=False))).ppo.desync_episodes is False
     residual = settings.resolve(default_run("residual_dqn", untrained_priors)).dqn
     assert (residual.epsilon_start, residual.epsilon_end) == (0.1, 0.01)
     soft = settings.resolve(default_run("soft_dqn", untrained_priors)).dqn
@@ -136,6 +142,8 @@ def changed_value(value):
         return (7,)
     if isinstance(value, Path) or value is None:
         return 3
+    if value == "action":  # --ppo.prior-term
+        return "pre_tanh"
     raise TypeError(value)
 
 
