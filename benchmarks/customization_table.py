@@ -1,7 +1,8 @@
 """The customization table the papers print: one prior, every way of customizing it, basic / add-on / total.
 
 Trains the prior once (one seed), then from it Greedy, KL (β), Residual PPO (ω', α̂), Residual SAC, and the
-Full policy trained from scratch on r + r_R, each over K seeds in one `rpg-jax sweep` program. On cartpole
+Full policy trained from scratch on r + r_R (on the locomotion tasks also Full Soft PPO at the prior's α, the
+bound Residual PPO aims at), each over K seeds in one `rpg-jax sweep` program. On cartpole
 (discrete actions) the soft-DQN counterparts come first (Greedy is ω' = 0, KL is ω' = α̂ = β), then the PPO
 family with a softmax actor that starts as the soft-DQN prior (logits Q/α).
 Writes `results/customization_<task>_<device>.{json,md,png}`.
@@ -73,9 +74,12 @@ def continuous_methods(full: Method, sac_steps: int | None = None):
 
 
 def locomotion_methods(alpha: float, beta: float, steps: int) -> list[Method]:
-    """RPG's locomotion rows: the PPO family only."""
+    """RPG's locomotion rows: the PPO family only, with the fair bound (Soft PPO on r + r_R at the prior's α: the
+    max-ent optimum Residual PPO at ω' = α̂ = α aims at) beside Full PPO."""
     return [m for m in continuous_methods(Method("Full PPO (knows r)", "full_ppo"))(alpha, beta, steps)
-            if m.algo != "residual_sac"]
+            if m.algo != "residual_sac"] + [
+        Method(f"Full Soft PPO (knows r, α = {alpha:g}: the fair bound)", "full_soft_ppo",
+               {"temperature": str(alpha)})]
 
 
 def cartpole_methods(alpha: float, beta: float, steps: int) -> list[Method]:

@@ -113,10 +113,10 @@ def test_the_kl_target_moves_log_prior_weight_by_dual_ascent(kl, factor):
                           "max_grad_norm", "reward_scale", "critic_warmup_iterations", "discriminator_learning_rate",
                           "prior_term_pre_tanh")})
     hyper = hyper.replace(objective=objective_lib.residual(0.02, 0.05))
-    moved = ppo.held_prior_weight(hyper, jnp.float32(kl))
+    moved = ppo.held_objective(hyper, jnp.float32(kl))
     assert float(moved.prior_weight) == pytest.approx(0.02 * factor, rel=1e-6)
     assert float(moved.temperature) == pytest.approx(0.05 * factor, rel=1e-6)
-    fixed = ppo.held_prior_weight(hyper.replace(kl_target=jnp.float32(0.0)), jnp.float32(kl))
+    fixed = ppo.held_objective(hyper.replace(kl_target=jnp.float32(0.0)), jnp.float32(kl))
     assert float(fixed.prior_weight) == pytest.approx(0.02)
 
 

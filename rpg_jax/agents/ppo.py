@@ -109,16 +109,16 @@ class Hyper:
     """Traced hyperparameters: every field can carry a leading axis and be vmapped over.
 
     `learning_rate` is copied into the optimizer states at `init` (optax inject_hyperparams), which is where the
-    update reads it. For the first `critic_warmup_iterations`
-    iterations only the critic learns: an actor that starts from the prior is otherwise pushed around by the
-    advantages of a critic that has not learned anything yet.
+    update reads it. For the first `critic_warmup_iterations` iterations only the critic learns: an actor that
+    starts from the prior is otherwise pushed around by the advantages of a critic that has not learned anything
+    yet.
 
     With `kl_target` > 0 the weights ω' and α̂ of the objective are not fixed: after each iteration both move by
     dual ascent, log ω' and log α̂ += kl_rate·clip(KL/kl_target − 1, −1, 1), with KL the per-step KL(π_θ ‖ π_prior)
     estimated on the rollout, so that the policy stays about `kl_target` nats per step from the prior (the
-    adaptive-KL controller of PPO's penalty variant, in log space so that it needs no scale). `prior_term_pre_tanh` (0 or 1)
-    takes ω'·log π_prior − α̂·log π_θ on the pre-tanh densities instead of the action-space ones: the two differ
-    by (ω' − α̂)·Σ log(1 − tanh²u), which vanishes at ω' = α̂.
+    adaptive-KL controller of PPO's penalty variant, in log space so that it needs no scale).
+    `prior_term_pre_tanh` (0 or 1) takes ω'·log π_prior − α̂·log π_θ on the pre-tanh densities instead of the
+    action-space ones: the two differ by (ω' − α̂)·Σ log(1 − tanh²u), which vanishes at ω' = α̂.
     """
 
     objective: objective_lib.Objective
@@ -252,7 +252,7 @@ def shaped_reward(hyper: Hyper, reward_basic: chex.Array, reward_addon: chex.Arr
                                        log_prob + jacobian)
 
 
-def held_prior_weight(hyper: Hyper, kl: chex.Array) -> objective_lib.Objective:
+def held_objective(hyper: Hyper, kl: chex.Array) -> objective_lib.Objective:
     """The objective after one dual-ascent step towards `kl_target` nats of KL(π_θ ‖ π_prior) per step: ω' and α̂
     both scale by exp(kl_rate·clip(kl / kl_target − 1, −1, 1)). Unchanged when kl_target is 0.
 
@@ -403,7 +403,7 @@ class PPO:
         if state.prior is not None:
             # Monte Carlo estimate of KL(π_θ ‖ π_prior) per step, on the states π_θ visits.
             kl = jnp.mean(data.log_prob - data.log_prob_prior)
-            hyper_next = hyper.replace(objective=held_prior_weight(hyper, kl))
+            hyper_next = hyper.replace(objective=held_objective(hyper, kl))
             metrics.update(kl_to_prior=kl, prior_weight=hyper.objective.prior_weight,
                            temperature=hyper.objective.temperature)
         new_state = state.replace(
@@ -467,7 +467,9 @@ class PPO:
                 value_spec=self.value_spec,
                 hyper=hyper,
             )
-            # One clip over both networks' gradients, as in Brax's PPO; then each network's own Adam.
+            # One clip over both networks' gradients, as in Brax's PPO (a warming-up critic's alone); then each
+            # network's own Adam.
+            grads = grads.replace(policy=jax.tree.map(lambda g: jnp.where(actor_learns, g, 0.0), grads.policy))
             grads = optax.clip_by_global_norm(hyper.max_grad_norm).update(grads, optax.EmptyState())[0]
             value, opt_value = self._adam_step(params.value, grads.value, opt_state["value"])
             policy, opt_policy = self._adam_step(params.policy, grads.policy, opt_state["policy"])
