@@ -95,7 +95,8 @@ def consistency(prior_dir: Path, task: str, prior, episodes: int) -> dict:
             "mean_alpha_log_pi": float(lhs.mean()), "mean_td": float(rhs.mean()),
             "std_alpha_log_pi": float(lhs.std()), "std_td": float(rhs.std()),
             "correlation": float(np.corrcoef(lhs, rhs)[0, 1]),
-            "explained": float(1.0 - residual.var() / lhs.var()),
+            # least squares r + γV' − V ≈ a + b·α·log π: an exact max-ent prior gives b = 1 (and a = 0)
+            "slope": float(np.polyfit(lhs, rhs, 1)[0]),
             "residual_std": float(residual.std())}
 
 
@@ -126,20 +127,23 @@ def sweep_row(sweep_dir: Path, prior_basic: dict[int, float]) -> dict:
     addon = [m["eval"]["addon_return"]["mean"] for m in members]
     kept = sum(b >= KEPT * prior_basic for b in basic)
     guards = [m.get("guard") or {} for m in members]
-    finals = []
-    for i in range(len(members)):
-        member = json.loads((sweep_dir / members[i]["dir"] / "summary.json").read_text())
-        finals.append(member["objective"]["prior_weight"])
+    objectives = [json.loads((sweep_dir / m["dir"] / "summary.json").read_text())["objective"] for m in members]
     config = json.loads((sweep_dir / "config.json").read_text())["sweep"]
     return {"name": sweep_dir.name, "algo": summary["algo"], "members": len(members),
             "points": [m["point"] for m in members], "env_steps": summary["env_steps"], "wall_s": summary["wall_s"],
             "basic": basic, "addon": addon, "kept": kept,
             "guard_warned": sum(bool(g.get("warning")) for g in guards),
-            "kl_to_prior": [g.get("kl_to_prior") for g in guards], "final_prior_weight": finals,
+            "kl_to_prior": [g.get("kl_to_prior") for g in guards],
+            "final_prior_weight": [o["prior_weight"] for o in objectives],
+            "final_temperature": [o["temperature"] for o in objectives],
             "flags": {k: v for k, v in config.items() if k in ("prior_weight", "temperature", "beta", "kl_target")
                       and v is not None} | {f"ppo.{k}": v for k, v in config.get("ppo", {}).items()
                                             if k in ("prior_term", "desync_episodes", "critic_warmup_updates",
                                                      "critic_warmup_steps")}}
+
+
+def weights(xs) -> str:
+    return f"{np.mean(xs):.3g}" if np.ptp(xs) < 1e-9 else f"{np.mean(xs):.3g} ({min(xs):.3g}–{max(xs):.3g})"
 
 
 def mean_std(xs) -> str:
@@ -152,18 +156,19 @@ def markdown(rows, prior_eval, checked, objective_rows, machine) -> str:
              f"add-on {prior_eval['addon_return']['mean']:.1f}. Per sweep: mean ± std over members of each member's "
              "mean deterministic return; kept: members with ≥ 90% of the prior's basic return.", "",
              "| sweep | `--algo` | members | basic | add-on | total | kept | guard warned | KL/step (last chunk) "
-             "| final ω' | wall s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| final ω' | final α̂ | wall s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         total = [b + a for b, a in zip(r["basic"], r["addon"])]
         lines.append(f"| {r['name']} | {r['algo']} | {r['members']} | {mean_std(r['basic'])} | {mean_std(r['addon'])} "
                      f"| {mean_std(total)} | {r['kept']} of {r['members']} | {r['guard_warned']} "
-                     f"| {mean_std(r['kl_to_prior'])} | {mean_std([w * 1000 for w in r['final_prior_weight']])}e-3 "
-                     f"| {r['wall_s']:.0f} |")
+                     f"| {mean_std(r['kl_to_prior'])} | {weights(r['final_prior_weight'])} "
+                     f"| {weights(r['final_temperature'])} | {r['wall_s']:.0f} |")
     c = checked["consistency"]
     lines += ["", f"Prior's max-ent consistency on {c['steps']:,} steps of its own stochastic rollouts (α = {c['alpha']}): "
               f"α·log π mean {c['mean_alpha_log_pi']:.3f} (std {c['std_alpha_log_pi']:.3f}); r + γV(s') − V(s) mean "
-              f"{c['mean_td']:.3f} (std {c['std_td']:.3f}); correlation {c['correlation']:.3f}; variance of α·log π "
-              f"explained {c['explained']:.3f}; residual std {c['residual_std']:.3f}.", "",
+              f"{c['mean_td']:.3f} (std {c['std_td']:.3f}); correlation {c['correlation']:.3f}; least-squares slope of "
+              f"the TD term on α·log π {c['slope']:.2f} (1 for an exact max-ent prior); std of their difference "
+              f"{c['residual_std']:.3f}.", "",
               "Stochastic episodes scored by the residual objective at ω' = α̂ = α (J = Σγᵗ(r_R + α log π_prior − α log π)), "
               "the sums that show the objective's view, and the hand-over (first half the policy, then the prior):", "",
               "| policy | J (residual objective) | Σγᵗ(α log π_prior − r) | Σγᵗ r | Σγᵗ r_R | basic/step, first half "
