@@ -46,12 +46,16 @@ def test_the_guard_warns_when_a_customization_drops_the_pole(cartpole_prior, tmp
                              "--quiet", "--out", str(out))
     assert code == 0, captured.err
     checked = json.loads((out / "summary.json").read_text())["guard"]
-    assert checked["prior"] == {"terminated": 0.0, "length": 500.0}
+    assert {k: checked["prior"][k] for k in ("terminated", "length")} == {"terminated": 0.0, "length": 500.0}
     assert checked["customized"]["terminated"] == 1.0 and checked["customized"]["length"] < 400
+    basic, prior_basic = checked["customized"]["basic_return"], checked["prior"]["basic_return"]
+    assert checked["basic_kept"] == pytest.approx(basic / prior_basic) and checked["basic_kept"] < 0.9
     (line,) = [line for line in captured.err.splitlines() if "warning" in line]
     assert line.startswith(f"rpg-jax: warning: {out}: the customized policy may have given up the basic task: "
                            "8 of 8 evaluation episodes ended by termination"), line
-    assert line.endswith("the prior's, on the same starts: 0 of 8, mean length 500 (summary.json: guard)"), line
+    assert line.endswith(f"the prior's, on the same starts: 0 of 8, mean length 500; its basic return is {basic:.1f} "
+                         f"({basic / prior_basic:.0%}) against the prior's {prior_basic:.1f} on the same starts "
+                         "(below 90%) (summary.json: guard)"), line
 
 
 def test_a_sweep_reports_the_guard_per_member(cartpole_prior, tmp_path, capsys):
