@@ -2,7 +2,7 @@
 
 Reads a prior's run directory and the sweeps that customized it (each `rpg-jax sweep --out DIR`), and measures:
 
-1. **The table**: per sweep, basic / add-on / total return (mean ± std over members of each member's mean
+1. **The table**: per sweep and grid point, basic / add-on / total return (mean ± std over members of each member's mean
    deterministic return), how many members kept ≥ 90% of the prior's basic return on the same starts, how many the
    guard warned about, the last chunk's KL(π ‖ π_prior) per step and the final ω'.
 2. **The prior's max-ent consistency**: on its own stochastic rollouts, how well α·log π_prior(a|s) matches
@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -57,32 +58,42 @@ def soft_critic(prior_dir: Path):
 def rollouts(task: str, policy, prior, key, episodes: int, handover: int | None, value=None):
     """Stochastic episodes of `policy` (the prior from step `handover` on, if given) on the training env, with the
     per-step quantities the measurements need, time-major (T, episodes)."""
+    return _rollouts(task, episodes, handover, value)(policy, prior, key)
+
+
+@functools.lru_cache(maxsize=None)
+def _rollouts(task: str, episodes: int, handover: int | None, value):
+    """One jitted rollout per task, episode count, hand-over step and critic: policies of one structure share it."""
     env = envs.make(task)
     length = envs.get_task(task).episode_length
 
-    def step(carry, inputs):
-        state, alive = carry
-        t, key_step = inputs
-        driver_dist = policy.distribution(state.obs)
-        prior_dist = prior.distribution(state.obs)
-        u_policy = driver_dist.sample_pre_tanh(key_step)
-        u_prior = prior_dist.sample_pre_tanh(key_step)
-        u = u_policy if handover is None else jnp.where(t < handover, u_policy, u_prior)
-        log_prob = driver_dist.log_prob_pre_tanh(u)
-        log_prob_prior = prior_dist.log_prob_pre_tanh(u)  # raw: no floor
-        next_state = jax.vmap(env.step)(state, jnp.tanh(u))
-        out = {"reward_basic": next_state.metrics["reward_basic"], "reward_addon": next_state.metrics["reward_addon"],
-               "log_prob": log_prob, "log_prob_prior": log_prob_prior, "alive": alive}
-        if value is not None:
-            term = next_state.done * (1.0 - next_state.info["truncation"])
-            out["td"] = (next_state.metrics["reward_basic"] + DISCOUNT * (1.0 - term) * value(
-                next_state.info["final_obs"]) - value(state.obs))
-        return (next_state, alive * (1.0 - next_state.done)), out
+    def run(policy, prior, key):
+        def step(carry, inputs):
+            state, alive = carry
+            t, key_step = inputs
+            driver_dist = policy.distribution(state.obs)
+            prior_dist = prior.distribution(state.obs)
+            u_policy = driver_dist.sample_pre_tanh(key_step)
+            u_prior = prior_dist.sample_pre_tanh(key_step)
+            u = u_policy if handover is None else jnp.where(t < handover, u_policy, u_prior)
+            log_prob = driver_dist.log_prob_pre_tanh(u)
+            log_prob_prior = prior_dist.log_prob_pre_tanh(u)  # raw: no floor
+            next_state = jax.vmap(env.step)(state, jnp.tanh(u))
+            out = {"reward_basic": next_state.metrics["reward_basic"],
+                   "reward_addon": next_state.metrics["reward_addon"],
+                   "log_prob": log_prob, "log_prob_prior": log_prob_prior, "alive": alive}
+            if value is not None:
+                term = next_state.done * (1.0 - next_state.info["truncation"])
+                out["td"] = (next_state.metrics["reward_basic"] + DISCOUNT * (1.0 - term) * value(
+                    next_state.info["final_obs"]) - value(state.obs))
+            return (next_state, alive * (1.0 - next_state.done)), out
 
-    key_reset, key_act = jax.random.split(key)
-    state = jax.vmap(env.reset)(jax.random.split(key_reset, episodes))
-    inputs = (jnp.arange(length), jax.random.split(key_act, length))
-    return jax.jit(lambda s: jax.lax.scan(step, (s, jnp.ones(episodes)), inputs)[1])(state)
+        key_reset, key_act = jax.random.split(key)
+        state = jax.vmap(env.reset)(jax.random.split(key_reset, episodes))
+        inputs = (jnp.arange(length), jax.random.split(key_act, length))
+        return jax.lax.scan(step, (state, jnp.ones(episodes)), inputs)[1]
+
+    return jax.jit(run)
 
 
 def consistency(prior_dir: Path, task: str, prior, episodes: int) -> dict:
@@ -120,26 +131,33 @@ def scores(task: str, policy, prior, alpha: float, episodes: int) -> dict:
     }
 
 
-def sweep_row(sweep_dir: Path, prior_basic: dict[int, float]) -> dict:
+def sweep_rows(sweep_dir: Path, prior_basic: float) -> list[dict]:
+    """One row per grid point of a sweep (one row for a sweep of seeds only)."""
     summary = json.loads((sweep_dir / "summary.json").read_text())
-    members = summary["members"]
-    basic = [m["eval"]["basic_return"]["mean"] for m in members]
-    addon = [m["eval"]["addon_return"]["mean"] for m in members]
-    kept = sum(b >= KEPT * prior_basic for b in basic)
-    guards = [m.get("guard") or {} for m in members]
-    objectives = [json.loads((sweep_dir / m["dir"] / "summary.json").read_text())["objective"] for m in members]
     config = json.loads((sweep_dir / "config.json").read_text())["sweep"]
-    return {"name": sweep_dir.name, "algo": summary["algo"], "members": len(members),
-            "points": [m["point"] for m in members], "env_steps": summary["env_steps"], "wall_s": summary["wall_s"],
-            "basic": basic, "addon": addon, "kept": kept,
+    flags = {k: v for k, v in config.items() if k in ("prior_weight", "temperature", "beta", "num_envs") and v}
+    flags |= {f"ppo.{k}": v for k, v in config.get("ppo", {}).items() if k in ("prior_term",) and v}
+    by_point: dict[str, list] = {}
+    for i, member in enumerate(summary["members"]):
+        by_point.setdefault(json.dumps(member["point"], sort_keys=True), []).append((i, member))
+    rows = []
+    for point, members in by_point.items():
+        point = json.loads(point)
+        objectives = [json.loads((sweep_dir / m["dir"] / "summary.json").read_text())["objective"] for _, m in members]
+        basic = [m["eval"]["basic_return"]["mean"] for _, m in members]
+        guards = [m.get("guard") or {} for _, m in members]
+        label = ", ".join(f"{k} {v:g}" for k, v in point.items())
+        rows.append({
+            "name": sweep_dir.name + (f" ({label})" if label else ""), "sweep": sweep_dir.name, "algo": summary["algo"],
+            "point": point, "members": [i for i, _ in members], "seeds": [m["seed"] for _, m in members],
+            "env_steps": summary["env_steps"], "wall_s": summary["wall_s"], "flags": flags,
+            "basic": basic, "addon": [m["eval"]["addon_return"]["mean"] for _, m in members],
+            "kept": sum(b >= KEPT * prior_basic for b in basic),
             "guard_warned": sum(bool(g.get("warning")) for g in guards),
             "kl_to_prior": [g.get("kl_to_prior") for g in guards],
             "final_prior_weight": [o["prior_weight"] for o in objectives],
-            "final_temperature": [o["temperature"] for o in objectives],
-            "flags": {k: v for k, v in config.items() if k in ("prior_weight", "temperature", "beta", "kl_target")
-                      and v is not None} | {f"ppo.{k}": v for k, v in config.get("ppo", {}).items()
-                                            if k in ("prior_term", "desync_episodes", "critic_warmup_updates",
-                                                     "critic_warmup_steps")}}
+            "final_temperature": [o["temperature"] for o in objectives]})
+    return rows
 
 
 def weights(xs) -> str:
@@ -155,12 +173,12 @@ def markdown(rows, prior_eval, checked, objective_rows, machine) -> str:
     lines = [f"Keeping the gait on `{checked['task']}` ({machine}); prior: basic {prior_eval['basic_return']['mean']:.1f}, "
              f"add-on {prior_eval['addon_return']['mean']:.1f}. Per sweep: mean ± std over members of each member's "
              "mean deterministic return; kept: members with ≥ 90% of the prior's basic return.", "",
-             "| sweep | `--algo` | members | basic | add-on | total | kept | guard warned | KL/step (last chunk) "
+             "| sweep (grid point) | `--algo` | members | basic | add-on | total | kept | guard warned | KL/step (last chunk) "
              "| final ω' | final α̂ | wall s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         total = [b + a for b, a in zip(r["basic"], r["addon"])]
-        lines.append(f"| {r['name']} | {r['algo']} | {r['members']} | {mean_std(r['basic'])} | {mean_std(r['addon'])} "
-                     f"| {mean_std(total)} | {r['kept']} of {r['members']} | {r['guard_warned']} "
+        lines.append(f"| {r['name']} | {r['algo']} | {len(r['members'])} | {mean_std(r['basic'])} | {mean_std(r['addon'])} "
+                     f"| {mean_std(total)} | {r['kept']} of {len(r['members'])} | {r['guard_warned']} "
                      f"| {mean_std(r['kl_to_prior'])} | {weights(r['final_prior_weight'])} "
                      f"| {weights(r['final_temperature'])} | {r['wall_s']:.0f} |")
     c = checked["consistency"]
@@ -186,21 +204,22 @@ def main() -> None:
     parser.add_argument("--sweeps", type=Path, nargs="+", required=True)
     parser.add_argument("--name", default="cheetah")
     parser.add_argument("--episodes", type=int, default=16)
-    parser.add_argument("--score-members", type=int, default=1, help="members of each sweep scored (item 3, 4)")
+    parser.add_argument("--score-members", type=int, default=1,
+                        help="members of each sweep's grid point scored (items 3 and 4)")
     args = parser.parse_args()
 
     task, prior = rundir.load_run_policy(args.prior)
     prior_summary = json.loads((args.prior / "summary.json").read_text())
     prior_basic = prior_summary["eval"]["basic_return"]["mean"]
     sweeps = {d.name: d for d in args.sweeps if (d / "summary.json").exists()}
-    rows = [sweep_row(d, prior_basic) for d in sweeps.values()]
+    rows = [row for d in sweeps.values() for row in sweep_rows(d, prior_basic)]
     checked = {"task": task, "consistency": consistency(args.prior, task, prior, args.episodes)}
     print(json.dumps(checked["consistency"]), flush=True)
     objective_rows = [{"policy": "prior", **scores(task, prior, prior, prior.temperature, args.episodes)}]
     for r in rows:
-        for i in range(min(args.score_members, r["members"])):
-            _, policy = rundir.load_run_policy(sweeps[r["name"]] / f"members/{i:03d}")
-            objective_rows.append({"policy": f"{r['name']} member {i}",
+        for i in r["members"][:args.score_members]:
+            _, policy = rundir.load_run_policy(sweeps[r["sweep"]] / f"members/{i:03d}")
+            objective_rows.append({"policy": f"{r['name']}, member {i}",
                                    **scores(task, policy, prior, prior.temperature, args.episodes)})
             print(objective_rows[-1], flush=True)
     machine = device_name()
