@@ -111,3 +111,34 @@ def test_a_ppo_actor_starts_as_a_soft_dqn_prior(cartpole_prior):
     actor = experiment.agent.policy_spec.distribution(state.params.policy, state.normalizer, obs)
     actor_log_probs = jnp.maximum(jax.nn.log_softmax(actor.logits), -50.0)  # the prior's clip (LOG_PROB_MIN)
     np.testing.assert_allclose(actor_log_probs, prior.log_probs(obs), atol=1e-5)
+
+
+def test_desynchronized_episodes_start_at_random_steps_and_end_there():
+    """Each env's first episode is cut at a random step in [0, L): its time limit comes L − offset steps later."""
+    from rpg_jax import envs
+    from rpg_jax.agents import common, ppo
+    env = envs.make("cartpole")
+    state = ppo.desynchronized(common.reset_envs(env, jax.random.PRNGKey(0), 64), jax.random.PRNGKey(1),
+                               env.episode_length)
+    offsets = np.asarray(state.info["steps"])
+    assert offsets.min() >= 0 and offsets.max() < env.episode_length and len(np.unique(offsets)) > 32
+    pinned = state.replace(info={**state.info, "steps": jnp.full((64,), env.episode_length - 1.0)})
+    stepped, outcome = common.step_envs(env, pinned, jnp.zeros((64,), jnp.int32))
+    np.testing.assert_array_equal(np.asarray(outcome.truncation) + np.asarray(outcome.termination), 1.0)
+
+
+def test_the_pre_tanh_prior_term_adds_the_jacobians_by_hand():
+    """r̃(pre-tanh) = r̃(action) + (ω' − α̂)·Σ log(1 − tanh²u), from the recorded Jacobian."""
+    from rpg_jax import objective as objective_lib
+    from rpg_jax.agents import common, ppo
+    rng = np.random.default_rng(0)
+    log_prob, log_prob_prior, jacobian, addon = (jnp.asarray(rng.normal(size=5), jnp.float32) for _ in range(4))
+    zeros = jnp.zeros(5)
+    step = common.EnvStep(zeros, addon, zeros, zeros, zeros, jnp.zeros((5, 1)), zeros, zeros)
+    data = ppo.Transition(obs=jnp.zeros((5, 1)), pre_tanh_action=jnp.zeros((5, 1)), log_prob=log_prob,
+                          log_prob_prior=log_prob_prior, log_det_jacobian=jacobian, step=step)
+    hyper = make_train(_tiny()).hyper.replace(objective=objective_lib.residual(0.1, 0.02))
+    action = ppo.shaped_reward(hyper.replace(prior_term_pre_tanh=jnp.float32(0)), zeros, addon, data)
+    pre_tanh = ppo.shaped_reward(hyper.replace(prior_term_pre_tanh=jnp.float32(1)), zeros, addon, data)
+    np.testing.assert_allclose(action, addon + 0.1 * log_prob_prior - 0.02 * log_prob, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pre_tanh - action, (0.1 - 0.02) * jacobian, rtol=1e-4, atol=1e-5)

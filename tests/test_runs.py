@@ -104,17 +104,16 @@ def test_prior_log_prob_is_clipped_and_frozen(prior_run):
 
 @pytest.mark.parametrize("kl,factor", [(0.2, np.exp(0.05)), (0.15, np.exp(0.025)), (0.1, 1.0), (0.05, np.exp(-0.025)),
                                        (0.0, np.exp(-0.05)), (50.0, np.exp(0.05))])
-def test_the_kl_target_moves_log_prior_weight_by_dual_ascent(kl, factor):
+def test_the_kl_target_moves_both_weights_by_dual_ascent(kl, factor):
     """log ω' and log α̂ += kl_rate·clip(KL/target − 1, −1, 1), by hand at target 0.1 and rate 0.05; target 0 fixes
     them."""
     from rpg_jax import objective as objective_lib
     from rpg_jax.agents import ppo
-    hyper = ppo.Hyper(objective=objective_lib.residual(0.02, 0.02), kl_target=jnp.float32(0.1),
+    hyper = ppo.Hyper(objective=objective_lib.residual(0.02, 0.05), kl_target=jnp.float32(0.1),
                       kl_rate=jnp.float32(0.05), **{f: jnp.float32(0) for f in (
                           "learning_rate", "discount", "gae_lambda", "clip_epsilon", "value_coef", "entropy_cost",
                           "max_grad_norm", "reward_scale", "critic_warmup_iterations", "discriminator_learning_rate",
                           "prior_term_pre_tanh")})
-    hyper = hyper.replace(objective=objective_lib.residual(0.02, 0.05))
     moved = ppo.held_objective(hyper, jnp.float32(kl))
     assert float(moved.prior_weight) == pytest.approx(0.02 * factor, rel=1e-6)
     assert float(moved.temperature) == pytest.approx(0.05 * factor, rel=1e-6)

@@ -55,7 +55,8 @@ class Task:
       presets: per agent family ("ppo", "sac", "dqn"), settings this task overrides in the family's
         defaults: "num_envs", "learning_rate", "policy_hidden", "iterations_per_chunk", "steps", and in an
         algorithm's own defaults ("temperature": the α of soft_ppo, sac, soft_dqn, …, set to the task's
-        reward scale; "ppo.desync_episodes" for a task that never terminates). Flags override presets (`rpg_jax.settings.resolve`).
+        reward scale; "ppo.desync_episodes" for a task that never terminates). Flags override presets
+        (`rpg_jax.settings.resolve`).
       physics: the MJX solver options it trains with, if not its model's own.
       cpu_sweep_devices: how many CPU devices a sweep splits its members over by default (None: all). Brax's
         MJX ant hangs in XLA when two CPU devices each train two or more members at once (jaxlib 0.10.2:
