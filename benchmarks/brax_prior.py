@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug, restore_device_put_replicated  # noqa: E402
-from rpg_jax import envs, evaluation, rundir, sweep  # noqa: E402
+from rpg_jax import envs, evaluation, priors, sweep  # noqa: E402
 
 KEPT = 0.9
 
@@ -86,7 +86,7 @@ def main() -> None:
     brax = train_brax_ppo(args.task, args.brax_steps, args.num_envs, out / "brax_ppo")
     print(f"Brax PPO: {brax['evals'][-1][1]:.1f} (Brax's deterministic evaluation) in {brax['wall_s']:.0f} s",
           flush=True)
-    prior = rundir.load_prior_for_task(out / "brax_ppo", args.task)
+    prior = priors.load(out / "brax_ppo", args.task)
     prior_eval = evaluation.evaluate_policy(prior, args.task, evaluation.evaluation_key(0), args.eval_episodes)
     print(f"read by rpg_jax: basic {prior_eval['basic_return']['mean']:.1f}, add-on "
           f"{prior_eval['addon_return']['mean']:.1f}", flush=True)

@@ -34,7 +34,7 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
-from rpg_jax import algorithms, envs, evaluation, rundir, sweep, train  # noqa: E402
+from rpg_jax import algorithms, envs, evaluation, priors, sweep, train  # noqa: E402
 from rpg_jax.settings import RunConfig  # noqa: E402
 from rpg_jax.plotting import save_return_bars  # noqa: E402
 
@@ -131,7 +131,7 @@ def fidelity(task: str, prior: Path, episodes: int) -> dict | None:
     """The prior's deterministic returns on the task's solver settings and on its model's own, same starts."""
     if envs.get_task(task).physics is None:
         return None
-    _, policy = rundir.load_run_policy(prior)
+    _, policy = priors.load_run_policy(prior)
     key = evaluation.evaluation_key(0)
     on = {physics: evaluation.evaluate_policy(policy, task, key, episodes, physics)["basic_return"]
           for physics in ("task", "model")}

@@ -6,7 +6,7 @@ Reads a prior's run directory and the sweeps that customized it (each `rpg-jax s
    deterministic return), how many members kept ≥ 90% of the prior's basic return on the same starts, how many the
    guard warned about, the last chunk's KL(π ‖ π_prior) per step and the final ω'.
 2. **The prior's max-ent consistency**: on its own stochastic rollouts, how well α·log π_prior(a|s) matches
-   r + γ·V(s') − V(s) with the prior's own soft critic (a Soft PPO run keeps one: checkpoints/agent; its V is
+   r + γ·V(s') − V(s) with the prior's own soft critic (a Soft PPO run keeps one: checkpoints/train_state; its V is
    learnt on `reward_scale`·(r − α·log π)). For a max-ent optimal prior the two are equal at every step.
 3. **Optimizer failure or objective's preference**: every policy's stochastic episodes scored by the residual
    objective at ω' = α̂ = α, J = Σ γᵗ (r_R + α·log π_prior − α·log π) (the prior scores itself too); if a policy that
@@ -37,22 +37,24 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
-from rpg_jax import checkpoint, envs, rundir  # noqa: E402
+from rpg_jax import envs, priors, rundir, settings, train  # noqa: E402
 from rpg_jax.experiment import make_train  # noqa: E402
-from rpg_jax.prior import LOG_PROB_MIN  # noqa: E402
+from rpg_jax.priors import LOG_PROB_MIN  # noqa: E402
 
 KEPT = 0.9
 DISCOUNT = 0.99
 
 
 def soft_critic(prior_dir: Path):
-    """V(obs) of a Soft PPO run in return units (its critic divided by the reward scale it learnt on)."""
-    experiment = make_train(rundir.read_run(prior_dir))
-    state = jax.jit(experiment.init)(jax.random.PRNGKey(0))
-    saved = checkpoint.restore(prior_dir / rundir.AGENT, {"params": state.params, "normalizer": state.normalizer})
+    """V(obs) of a Soft PPO run in return units (its critic divided by the reward scale it learnt on), from the
+    run's newest training-state snapshot (a finished run's last chunk)."""
+    experiment = make_train(settings.read_run(prior_dir))
+    template = {"state": train.initial_state(experiment), "train_s": np.zeros((), np.float64)}
+    _, saved = rundir.restore_train_state(prior_dir, template)
+    state = jax.tree.map(jnp.asarray, saved["state"])
     scale = float(experiment.hyper.reward_scale)
     spec = experiment.agent.value_spec
-    return lambda obs: spec.value(saved["params"].value, saved["normalizer"], obs) / scale
+    return lambda obs: spec.value(state.params.value, state.normalizer, obs) / scale
 
 
 def rollouts(task: str, policy, prior, key, episodes: int, handover: int | None, value=None):
@@ -208,7 +210,7 @@ def main() -> None:
                         help="members of each sweep's grid point scored (items 3 and 4)")
     args = parser.parse_args()
 
-    task, prior = rundir.load_run_policy(args.prior)
+    task, prior = priors.load_run_policy(args.prior)
     prior_summary = json.loads((args.prior / "summary.json").read_text())
     prior_basic = prior_summary["eval"]["basic_return"]["mean"]
     sweeps = {d.name: d for d in args.sweeps if (d / "summary.json").exists()}
@@ -218,7 +220,7 @@ def main() -> None:
     objective_rows = [{"policy": "prior", **scores(task, prior, prior, prior.temperature, args.episodes)}]
     for r in rows:
         for i in r["members"][:args.score_members]:
-            _, policy = rundir.load_run_policy(sweeps[r["sweep"]] / f"members/{i:03d}")
+            _, policy = priors.load_run_policy(sweeps[r["sweep"]] / f"members/{i:03d}")
             objective_rows.append({"policy": f"{r['name']}, member {i}",
                                    **scores(task, policy, prior, prior.temperature, args.episodes)})
             print(objective_rows[-1], flush=True)

@@ -30,7 +30,7 @@ from common import device_name, env_only, restore_device_put_replicated, steady,
 from rpg_jax import envs, make_train, normalization, objective
 from rpg_jax.agents import ppo
 from rpg_jax.networks import PolicySpec
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 from rpg_jax.settings import PPOSettings, RunConfig
 
 def bench_ours(run: RunConfig, chunks: int, residual: bool) -> dict:

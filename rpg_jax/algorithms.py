@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Literal
 
-from rpg_jax import objective as objective_lib
+from rpg_jax import families, objective as objective_lib
 from rpg_jax.errors import UserError, unknown_name
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 
 Family = Literal["ppo", "sac", "dqn", "bc"]
 
@@ -56,12 +56,12 @@ class Algorithm:
     @property
     def discrete(self) -> bool:
         """Only for discrete actions (the Q-learning family)."""
-        return self.family == "dqn"
+        return families.FAMILIES[self.family].actions == "discrete"
 
     @property
     def continuous(self) -> bool:
         """Only for continuous actions (SAC's reparameterized actor); the PPO family takes either."""
-        return self.family == "sac"
+        return families.FAMILIES[self.family].actions == "continuous"
 
     def reads_setting(self, name: str) -> bool:
         """Whether a setting ("prior_weight", or a group field "sac.batch_size") changes what this trains."""

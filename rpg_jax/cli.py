@@ -79,11 +79,11 @@ class Render:
 
 
 def render_videos(args: Render) -> str:
-    from rpg_jax import render, rundir
+    from rpg_jax import priors, render
 
     runs, labels = [args.run_dir, *args.compare], [args.run_dir.name, *(p.name for p in args.compare)]
     if args.with_prior:
-        if not rundir.prior_of(args.run_dir):
+        if not priors.prior_of(args.run_dir):
             raise UserError(f"{args.run_dir} customized no prior: drop --with-prior")
         labels = ["prior", *labels]
     result = render.render(runs, args.out, args.steps, args.width, args.height, args.fps, args.seed, labels,

@@ -12,7 +12,7 @@ import numpy as np
 from brax.envs.base import Env
 
 from rpg_jax import envs
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 
 RETURNS = ("basic_return", "addon_return", "total_return")
 

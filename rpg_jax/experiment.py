@@ -22,24 +22,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from rpg_jax import algorithms, brax_import, demos as demos_lib, envs, objective as objective_lib, rundir, settings
-from rpg_jax.agents import bc, dqn, ppo, sac
+from rpg_jax import algorithms, demos as demos_lib, envs, objective as objective_lib, priors, settings
+from rpg_jax.families import FAMILIES, Family
 from rpg_jax.algorithms import Algorithm
 from rpg_jax.errors import UserError
 from rpg_jax.networks import GaussianPolicySpec, SoftQPolicySpec
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 from rpg_jax.settings import RunConfig
-
-# family -> (env, Config, the prior's network spec or None, Demos or None) -> agent; a DQN's residual Q_R needs no
-# prior spec.
-AGENTS = {
-    "ppo": lambda env, config, prior_spec, demos: ppo.PPO(
-        env, config, prior_spec=prior_spec, demos=None if demos is None else (demos.observations, demos.actions)),
-    "sac": lambda env, config, prior_spec, demos: sac.SAC(env, config, prior_spec=prior_spec),
-    "dqn": lambda env, config, prior_spec, demos: dqn.DQN(env, config),
-    "bc": lambda env, config, prior_spec, demos: bc.BC(env, config, demos.observations, demos.actions),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
@@ -101,29 +90,21 @@ class Experiment:
         return dict(task=run.task, algo=run.algo, seed=run.seed if seed is None else seed, prior=run.prior,
                     objective=objective_values(objective or self.objective))
 
+    @property
+    def family(self) -> Family:
+        return FAMILIES[self.algo.family]
+
     def policy(self, params, normalizer, objective: objective_lib.Objective, prior: Prior | None) -> Prior:
         """The policy a run leaves behind, as a Prior: what is saved, evaluated and reused by later runs.
 
         Takes one member's (unbatched, host) params, normalizer, objective and prior.
         """
-        if self.algo.family == "dqn":
-            q_spec = self.agent.q_spec
-            spec = SoftQPolicySpec(q_spec.obs_size, q_spec.num_actions, q_spec.hidden, q_spec.activation,
-                                   temperature=float(objective.temperature),
-                                   prior_weight=float(objective.prior_weight))
-            return Prior(params.q, normalizer, spec, spec.temperature, self.run.task, base=prior)
-        temperature = float(objective.temperature)
-        if self.algo.family == "sac" and self.config.learn_temperature:
-            temperature = float(np.exp(params.log_temperature))
-        return Prior(params.policy, normalizer, self.agent.policy_spec, temperature, self.run.task)
+        return self.family.policy(self.agent, self.config, params, normalizer, objective, prior, self.run.task)
 
     def act(self, state, obs: jax.Array) -> jax.Array:
         """The trained policy's deterministic action read straight from a TrainState, its hyperparameters traced
         (so it vmaps over a sweep's members): the same action as `policy(...).act(obs)`."""
-        if self.algo.family == "dqn":
-            logits = self.agent.logits(state.params.q, state.normalizer, state.prior, state.hyper.objective, obs)
-            return jax.numpy.argmax(logits, axis=-1)
-        return self.agent.policy_spec.distribution(state.params.policy, state.normalizer, obs).mode()
+        return self.family.act(self.agent, state, obs)
 
 
 def objective_values(objective: objective_lib.Objective) -> dict[str, float]:
@@ -137,25 +118,25 @@ def hyper_values(hyper: Any) -> dict[str, float]:
 
 def check_action_space(algo: Algorithm, task: str, env) -> None:
     discrete = envs.discrete_actions(env)
-    if algo.discrete and discrete is None:
+    if FAMILIES[algo.family].takes(discrete):
+        return
+    if discrete is None:
         raise UserError(f"--algo {algo.name} needs discrete actions; task {task!r} has continuous actions")
-    if algo.continuous and discrete is not None:
-        raise UserError(
-            f"--algo {algo.name} needs continuous actions; task {task!r} has {discrete} discrete actions "
-            "(use the PPO family, soft_dqn or residual_dqn)"
-        )
+    raise UserError(
+        f"--algo {algo.name} needs continuous actions; task {task!r} has {discrete} discrete actions "
+        "(use the PPO family, soft_dqn or residual_dqn)"
+    )
 
 
 def make_train(run: RunConfig) -> Experiment:
     """Checks `run` and builds its Experiment; raises UserError on bad input. Reads the prior, writes nothing."""
-    algo = settings.validate(run)
-    run = settings.resolve(run)
-    if run.prior is not None and (step := brax_import.checkpoint_step(run.prior)) is not None:
+    algo, run, config = settings.checked(run)
+    if run.prior is not None and (step := priors.brax.checkpoint_step(run.prior)) is not None:
         # Pin the step read: a resumed run must not pick up a newer one written since.
         run = dataclasses.replace(run, prior=step)
     env = envs.make(run.task)
     check_action_space(algo, run.task, env)
-    prior = (rundir.load_prior_for_task(run.prior, run.task, env, run.prior_temperature)
+    prior = (priors.load(run.prior, run.task, env, run.prior_temperature)
              if run.prior is not None else None)
     if prior is not None and isinstance(prior.spec, GaussianPolicySpec) and not algo.init_from_prior:
         raise UserError(f"{run.prior} is an unsquashed Gaussian policy (SB3's PPO): --algo {algo.name} evaluates it "
@@ -165,10 +146,9 @@ def make_train(run: RunConfig) -> Experiment:
         raise UserError(f"--algo {algo.name} starts its actor as the prior, but {run.prior} is a residual soft-Q "
                         "customization of another prior; start from a soft_dqn run or a policy instead")
     objective = algorithms.make_objective(algo, run, prior)
-    config = settings.agent_config(run, algo)
     hyper = settings.agent_hyper(run, algo, objective, env)
     demos = demos_lib.load(run.demos, run.task) if run.demos is not None else None
-    agent = AGENTS[algo.family](env, config, prior.spec if prior is not None else None, demos)
+    agent = FAMILIES[algo.family].make_agent(env, config, prior.spec if prior is not None else None, demos)
     return Experiment(run, algo, env, prior, objective, config, hyper, agent)
 
 

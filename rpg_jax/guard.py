@@ -23,7 +23,7 @@ from typing import Any
 import chex
 
 from rpg_jax import envs, evaluation
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 
 # Markedly: a quarter of the evaluation episodes more (or less), or three quarters of the prior's length.
 FRACTION_MARGIN = 0.25

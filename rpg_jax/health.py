@@ -17,16 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 
 FLAG_PREFIX = "finite/"
-LOSS_METRICS = ("policy_loss", "value_loss", "critic_loss", "actor_loss", "q_loss", "shaped_reward")
 
 
 class NonFiniteError(FloatingPointError):
     """A loss, parameter or observation went NaN or infinite."""
 
-    def __init__(self, chunk: int, quantity: str):
+    def __init__(self, chunk: int, quantity: str, member: int | None = None, where: str = ""):
+        """`member`, `where`: a sweep member's index and its words ("member 2 (seed 1, ω' = 0.1)")."""
         self.chunk = chunk
         self.quantity = quantity
-        super().__init__(f"non-finite {quantity} in chunk {chunk}")
+        self.member = member
+        super().__init__(f"{where + ': ' if where else ''}non-finite {quantity} in chunk {chunk}")
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -61,13 +62,13 @@ def split_flags(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return {k: v for k, v in metrics.items() if not k.startswith(FLAG_PREFIX)}, flags
 
 
-def check(metrics: dict[str, Any], chunk_index: int) -> None:
-    """Raises NonFiniteError naming the first non-finite quantity of a chunk: losses, then parameters, then
-    observations. Loss metrics are NaN by design in iterations that did not learn (an off-policy agent filling
-    its replay), so only iterations that learned are checked."""
+def check(metrics: dict[str, Any], chunk_index: int, losses: tuple[str, ...]) -> None:
+    """Raises NonFiniteError naming the first non-finite quantity of a chunk: the `losses` (an agent family's
+    `loss_metrics`), then parameters, then observations. Loss metrics are NaN by design in iterations that did not
+    learn (an off-policy agent filling its replay), so only iterations that learned are checked."""
     metrics, flags = split_flags(metrics)
     learning = np.asarray(metrics.get("learning", 1.0)) > 0
-    for name in LOSS_METRICS:
+    for name in losses:
         if name in metrics:
             values = np.asarray(metrics[name])[np.broadcast_to(learning, np.shape(metrics[name]))]
             if not np.all(np.isfinite(values)):

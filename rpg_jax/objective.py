@@ -9,12 +9,15 @@ temperature of the policy being trained. The Residual Policy Gradient paper (Wan
 max-ent RL at α̂ on `r_R + ω'·log π_prior` has the same optimal policy as max-ent RL at α̂ on `ω·r + r_R`
 when π_prior is max-ent optimal for r at temperature α and ω' = ω·α.
 
+Every term in which ω' or α̂ multiplies a log-probability is computed here (`prior_term`, `log_prob_terms`,
+`boltzmann_logits`, `soft_value`, `log_prob_terms_of_prior`): the agents and the planner call these.
 The fields are traced floats, so a grid of objectives can be stacked and `vmap`-ed over.
 """
 
 from __future__ import annotations
 
 import chex
+import jax
 import jax.numpy as jnp
 from flax import struct
 
@@ -80,15 +83,27 @@ def reward_terms(objective: Objective, reward_basic: chex.Array, reward_addon: c
     return objective.basic_weight * reward_basic + objective.addon_weight * reward_addon
 
 
+def prior_term(objective: Objective, log_prob_prior: chex.Array) -> chex.Array:
+    """ω'·log π_prior(a|s), elementwise; exactly 0 where ω' = 0 (not 0·x, which is NaN for x = −inf)."""
+    return jnp.where(objective.prior_weight == 0.0, 0.0, objective.prior_weight * log_prob_prior)
+
+
 def log_prob_terms(objective: Objective, log_prob_prior: chex.Array, log_prob_policy: chex.Array) -> chex.Array:
     """ω'·log π_prior(a|s) − α̂·log π_θ(a|s): the part of r̃ the policies pay.
 
     A zero weight removes its term exactly (not 0·x, which is NaN for x = −inf), so greedy and PPO objectives
     are untouched by a missing prior. SAC and DQN add this term at the *next* state inside their targets.
     """
-    prior_term = jnp.where(objective.prior_weight == 0.0, 0.0, objective.prior_weight * log_prob_prior)
     entropy_term = jnp.where(objective.temperature == 0.0, 0.0, objective.temperature * log_prob_policy)
-    return prior_term - entropy_term
+    return prior_term(objective, log_prob_prior) - entropy_term
+
+
+def log_prob_terms_of_prior(objective: Objective, log_prob_prior: chex.Array) -> chex.Array:
+    """`log_prob_terms` where the policy is the prior itself: (ω' − α̂)·log π_prior(a|s), as one product.
+
+    The per-step term of r̃ along the prior's own actions (the planner values the prior's rollouts by it).
+    """
+    return (objective.prior_weight - objective.temperature) * log_prob_prior
 
 
 def shaped_reward(
@@ -115,5 +130,12 @@ def boltzmann_logits(objective: Objective, q_values: chex.Array, log_prob_prior:
     α̂·logsumexp of these logits is the soft value E_π̂[Q + ω'·log π_prior − α̂·log π̂] that the residual soft
     Bellman target bootstraps from. α̂ must be positive.
     """
-    prior_term = jnp.where(objective.prior_weight == 0.0, 0.0, objective.prior_weight * log_prob_prior)
-    return (q_values + prior_term) / objective.temperature
+    return (q_values + prior_term(objective, log_prob_prior)) / objective.temperature
+
+
+def soft_value(objective: Objective, q_values: chex.Array, log_prob_prior: chex.Array, axis: int = -1) -> chex.Array:
+    """α̂·logsumexp((Q(s,·) + ω'·log π_prior(·|s)) / α̂) over the actions on `axis`: the residual soft value
+    of a state, max over policies π̂ of E_π̂[Q + ω'·log π_prior − α̂·log π̂] (SPEC.md §3.3). α̂ must be positive.
+    """
+    return objective.temperature * jax.nn.logsumexp(boltzmann_logits(objective, q_values, log_prob_prior),
+                                                    axis=axis)

@@ -19,10 +19,10 @@ import jax
 import numpy as np
 import tyro
 
-from rpg_jax import brax_import, envs, evaluation, planning, rundir, sb3_import
+from rpg_jax import envs, evaluation, planning, priors, rundir
 from rpg_jax.errors import UserError
 from rpg_jax.networks import GaussianPolicySpec
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +70,9 @@ def prior_task(config: PlanConfig) -> str:
     """The task to plan on: --task, else the one the prior's run directory names."""
     if config.task is not None:
         return envs.get_task(config.task).name
-    if brax_import.checkpoint_step(config.prior) is not None:
+    if priors.brax.checkpoint_step(config.prior) is not None:
         raise UserError(f"{config.prior} is a Brax checkpoint, which records no task: give --task")
-    if sb3_import.is_model_zip(config.prior):
+    if priors.sb3.is_model_zip(config.prior):
         raise UserError(f"{config.prior} is a Stable-Baselines3 model, which records no task: give --task")
     if not Path(config.prior).is_dir():
         raise UserError(f"prior {config.prior} does not exist or is not a directory")
@@ -139,7 +139,7 @@ def load(config: PlanConfig) -> tuple[str, planning.Planner]:
     check_numbers(config)
     task = prior_task(config)
     env = envs.make(task)
-    prior = rundir.load_prior_for_task(config.prior, task, env, temperature=config.prior_temperature)
+    prior = priors.load(config.prior, task, env, temperature=config.prior_temperature)
     return task, make_planner(config, prior, planner_kind(config, task, envs.discrete_actions(env)))
 
 
@@ -223,7 +223,7 @@ def load_controller(run_dir: str | Path) -> tuple[str, Prior | planning.Planner]
     """The task and what acts in any run directory: a trained run's policy, or a plan's planner."""
     if is_plan_dir(run_dir):
         return load(read_plan(run_dir))
-    return rundir.load_run_policy(run_dir)
+    return priors.load_run_policy(run_dir)
 
 
 def evaluate_plan_dir(run_dir: Path, episodes: int, seed: int) -> dict[str, dict[str, float]]:

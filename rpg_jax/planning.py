@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpg_jax.prior import LOG_PROB_MIN, Prior
+from rpg_jax.priors import LOG_PROB_MIN, Prior
 
 METHODS = ("residual", "greedy", "full")
 """residual: r_R + ω'·log π_prior; greedy: r_R alone (ω' = 0); full: r + r_R (ω' = 0), knowing r."""

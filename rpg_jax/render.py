@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rpg_jax import envs, plan, planning, prior as prior_lib, rundir
+from rpg_jax import envs, plan, planning, priors
 from rpg_jax.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -70,7 +70,7 @@ def _episode_program(task: str, steps: int):
     return run
 
 
-def rollout(task: str, policy: prior_lib.Prior | planning.Planner, key: jax.Array, steps: int) -> np.ndarray:
+def rollout(task: str, policy: priors.Policy | planning.Planner, key: jax.Array, steps: int) -> np.ndarray:
     """The physical states of one episode, up to `steps` steps, of a policy (its deterministic actions) or a
     planner (`rpg-jax plan`'s run directories): MuJoCo qpos, or the classic tasks' observation. Shape (frames,
     size); the first frame is the initial state."""
@@ -196,7 +196,7 @@ def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, 
         raise UserError(f"--out {out.name}: the video must end in {' or '.join(VIDEO_SUFFIXES)}")
     if steps < 1 or width < 16 or height < 16 or fps < 1:
         raise UserError("--steps and --fps must be positive, --width and --height at least 16 pixels")
-    loaded = ([rundir.load_prior_of(run_dirs[0])] if with_prior else []) + [plan.load_controller(d)
+    loaded = ([priors.load_prior_of(run_dirs[0])] if with_prior else []) + [plan.load_controller(d)
                                                                              for d in run_dirs]
     tasks = {task for task, _ in loaded}
     if len(tasks) > 1:

@@ -1,11 +1,12 @@
 """Settings: the one place defaults live.
 
-- `PPOSettings`, `SACSettings`, `DQNSettings`: one class per agent family, holding its real defaults; each makes
-  its agent's static `Config` and traced `Hyper`. They are the CLI's option groups (`--ppo.*`, `--sac.*`,
-  `--dqn.*`), so Python users get exactly what the CLI trains.
+- `PPOSettings`, `SACSettings`, `DQNSettings`, `BCSettings` (defined with their family's record in
+  `rpg_jax.families`): one class per agent family, holding its real defaults; each makes its agent's static
+  `Config` and traced `Hyper`. They are the CLI's option groups (`--ppo.*`, `--sac.*`, `--dqn.*`, `--bc.*`), so
+  Python users get exactly what the CLI trains.
 - `RunConfig`: one run; every field is a flag of `rpg-jax train`.
 - `resolve`: fills every setting left unset, in this order: the flag, the task's preset for the family
-  (`envs.Task.presets`), the algorithm's own default (`algorithms.Algorithm.defaults`), the family's default.
+  (`PRESETS`), the algorithm's own default (`algorithms.Algorithm.defaults`), the family's default.
 - `validate`: everything that can be checked before an env or a network is built, including that no flag is
   set that the algorithm ignores.
 """
@@ -15,224 +16,29 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any
 
-import jax.numpy as jnp
 import tyro
 
 from rpg_jax import algorithms, devices, envs
-from rpg_jax.agents import bc, dqn, ppo, sac
 from rpg_jax.algorithms import Algorithm, AlgoName
+from rpg_jax.families import FAMILIES, BCSettings, DQNSettings, PPOSettings, SACSettings, Shared
 from rpg_jax.errors import UserError
 from rpg_jax.logging import require_wandb
 
 
-@dataclasses.dataclass(frozen=True)
-class Shared:
-    """A family's defaults of the top-level settings a task preset may override."""
-
-    num_envs: int
-    learning_rate: float
-    policy_hidden: tuple[int, ...]
-    iterations_per_chunk: int
-    steps: int = 300_000
-
-
 SHARED = tuple(f.name for f in dataclasses.fields(Shared))
 
-
-def _f32(x) -> jnp.ndarray:
-    return jnp.asarray(x, jnp.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class PPOSettings:
-    """PPO-family settings (`--ppo.*`)."""
-
-    shared: ClassVar[Shared] = Shared(num_envs=64, learning_rate=1e-3, policy_hidden=(32, 32),
-                                      iterations_per_chunk=20)
-
-    unroll_length: int = 16
-    """Rollout length per iteration."""
-    num_minibatches: int = 8
-    """Minibatches per epoch."""
-    update_epochs: int = 4
-    """Epochs per rollout."""
-    value_hidden: tuple[int, ...] = (64, 64)
-    """Critic widths."""
-    gae_lambda: float = 0.95
-    """GAE λ."""
-    clip_epsilon: float = 0.2
-    """PPO ratio clip ε."""
-    entropy_cost: float | None = None
-    """Entropy bonus in the loss (default 1e-3 for ppo/greedy/full; refused for soft/residual/KL)."""
-    reward_scale: float = 0.1
-    """Multiplies the shaped reward before GAE (ω' and α̂ are reported unscaled)."""
-    critic_warmup_updates: int | None = None
-    """Critic gradient updates before the actor learns (default 640 when the actor starts from the prior, else
-    0), in whole iterations of update_epochs × num_minibatches updates: the same learning at any --num-envs."""
-    desync_episodes: bool | None = None
-    """Start each env at a random step of its first episode (default: on for tasks that never terminate, whose
-    envs would otherwise all reset at the same step forever)."""
-    kl_rate: float = 0.05
-    """With --kl-target: the dual-ascent step of log ω' and log α̂ per iteration, times clip(KL/target − 1, −1, 1)."""
-    prior_term: Literal["action", "pre_tanh"] = "action"
-    """Densities of ω'·log π_prior − α̂·log π_θ for a tanh-Gaussian policy: in action space (the theory's), or of
-    the pre-tanh sample u (they differ by (ω' − α̂)·Σ log(1 − tanh²u), a bonus for saturated actions when
-    ω' > α̂ in action space)."""
-    value_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 1.0
-    """Global gradient-norm clip."""
-    discriminator_hidden: tuple[int, ...] = (64, 64)
-    """GAIL: discriminator widths."""
-    discriminator_learning_rate: float = 3e-4
-    """GAIL: the discriminator's Adam learning rate."""
-    discriminator_updates: int = 4
-    """GAIL: discriminator steps per iteration, each on a minibatch of the rollout and as many demonstration
-    transitions."""
-
-    def agent_config(self, run: RunConfig, algo: Algorithm) -> ppo.Config:
-        return ppo.Config(
-            num_envs=run.num_envs, unroll_length=self.unroll_length, num_minibatches=self.num_minibatches,
-            update_epochs=self.update_epochs, policy_hidden=tuple(run.policy_hidden or ()),
-            value_hidden=tuple(self.value_hidden), iterations_per_chunk=run.iterations_per_chunk,
-            init_from_prior=algo.init_from_prior, discriminator_hidden=tuple(self.discriminator_hidden),
-            discriminator_updates=self.discriminator_updates if algo.needs_demos else 0,
-            desync_episodes=self.desync_episodes,
-        )
-
-    def agent_hyper(self, run: RunConfig, algo: Algorithm, objective, env) -> ppo.Hyper:
-        return ppo.Hyper(
-            objective=objective, learning_rate=_f32(run.learning_rate), discount=_f32(run.discount),
-            gae_lambda=_f32(self.gae_lambda), clip_epsilon=_f32(self.clip_epsilon),
-            value_coef=_f32(self.value_coef), entropy_cost=_f32(self.entropy_cost),
-            max_grad_norm=_f32(self.max_grad_norm), reward_scale=_f32(self.reward_scale),
-            critic_warmup_iterations=_f32(self.agent_config(run, algo).warmup_iterations(self.critic_warmup_updates)),
-            discriminator_learning_rate=_f32(self.discriminator_learning_rate),
-            kl_target=_f32(run.kl_target or 0.0), kl_rate=_f32(self.kl_rate),
-            prior_term_pre_tanh=_f32(self.prior_term == "pre_tanh"),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class SACSettings:
-    """SAC-family settings (`--sac.*`)."""
-
-    shared: ClassVar[Shared] = Shared(num_envs=16, learning_rate=3e-4, policy_hidden=(64, 64),
-                                      iterations_per_chunk=250)
-
-    batch_size: int = 512
-    """Transitions per gradient update."""
-    replay_capacity: int = 100_000
-    """Replay size."""
-    updates_per_iteration: int = 4
-    """Gradient updates per iteration (each iteration steps every env once)."""
-    warmup_steps: int = 20_000
-    """Env steps of random actions before learning."""
-    warmup_action_hold: int = 50
-    """Mean steps a random warmup action is held (1: i.i.d. noise)."""
-    critic_hidden: tuple[int, ...] = (64, 64)
-    """Critic widths."""
-    tau: float = 0.01
-    """Polyak step of the target critics."""
-    learn_temperature: bool = False
-    """Learn α̂ towards entropy −dim(A) instead of keeping --temperature."""
-    init_from_prior: bool = False
-    """Residual SAC: start the actor from the prior's weights (the official code starts fresh)."""
-    prior_weight_warmup_factor: float = 1.0
-    """Multiply ω' by this during the first --sac.prior-weight-warmup-steps (official code: 10)."""
-    prior_weight_warmup_steps: int = 0
-    """Env steps of the ω' warm start."""
-
-    def agent_config(self, run: RunConfig, algo: Algorithm) -> sac.Config:
-        return sac.Config(
-            num_envs=run.num_envs, batch_size=self.batch_size, replay_capacity=self.replay_capacity,
-            updates_per_iteration=self.updates_per_iteration, warmup_steps=self.warmup_steps,
-            warmup_action_hold=self.warmup_action_hold, policy_hidden=tuple(run.policy_hidden),
-            critic_hidden=tuple(self.critic_hidden), learn_temperature=self.learn_temperature,
-            init_from_prior=self.init_from_prior,
-            iterations_per_chunk=run.iterations_per_chunk,
-        )
-
-    def agent_hyper(self, run: RunConfig, algo: Algorithm, objective, env) -> sac.Hyper:
-        return sac.Hyper(
-            objective=objective, learning_rate=_f32(run.learning_rate), discount=_f32(run.discount),
-            tau=_f32(self.tau), target_entropy=_f32(-env.action_size),
-            prior_weight_warmup_factor=_f32(self.prior_weight_warmup_factor),
-            prior_weight_warmup_steps=_f32(self.prior_weight_warmup_steps),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class DQNSettings:
-    """DQN-family settings (`--dqn.*`)."""
-
-    shared: ClassVar[Shared] = Shared(num_envs=8, learning_rate=1e-3, policy_hidden=(),
-                                      iterations_per_chunk=500)
-
-    batch_size: int = 64
-    """Transitions per gradient update."""
-    replay_capacity: int = 100_000
-    """Replay size."""
-    updates_per_iteration: int = 4
-    """Gradient updates per iteration."""
-    warmup_steps: int = 1_000
-    """Env steps before learning."""
-    q_hidden: tuple[int, ...] = (64, 64)
-    """Q-network widths (the Q-network is the policy)."""
-    target_update_period: int = 1
-    """Gradient updates between target updates."""
-    tau: float = 0.005
-    """Target update step (1: hard copy). Polyak averaging after every update by default: a hard copy every 50
-    updates let Q diverge in 1 of 48 residual and 1 of 8 greedy cartpole runs (README, "Keeping the basic
-    task")."""
-    epsilon_start: float | None = None
-    """Initial ε of ε-uniform exploration (default 1.0 for soft_dqn; 0.1 for residual_dqn, which starts as
-    the prior and should explore around it: uniform exploration leads it to states where the prior's
-    log-probabilities are poor guides)."""
-    epsilon_end: float | None = None
-    """Final ε (default 0.04 for soft_dqn, 0.01 for residual_dqn)."""
-    exploration_steps: int = 16_000
-    """Env steps over which ε decays linearly."""
-    max_grad_norm: float = 10.0
-    """Global gradient-norm clip."""
-
-    def agent_config(self, run: RunConfig, algo: Algorithm) -> dqn.Config:
-        return dqn.Config(
-            num_envs=run.num_envs, batch_size=self.batch_size, replay_capacity=self.replay_capacity,
-            updates_per_iteration=self.updates_per_iteration, warmup_steps=self.warmup_steps,
-            q_hidden=tuple(self.q_hidden), target_update_period=self.target_update_period,
-            zero_init_output=algo.needs_prior, iterations_per_chunk=run.iterations_per_chunk,
-        )
-
-    def agent_hyper(self, run: RunConfig, algo: Algorithm, objective, env) -> dqn.Hyper:
-        return dqn.Hyper(
-            objective=objective, learning_rate=_f32(run.learning_rate), discount=_f32(run.discount),
-            tau=_f32(self.tau), max_grad_norm=_f32(self.max_grad_norm), epsilon_start=_f32(self.epsilon_start),
-            epsilon_end=_f32(self.epsilon_end), exploration_steps=_f32(self.exploration_steps),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class BCSettings:
-    """Behaviour-cloning settings (`--bc.*`); --steps counts demonstration transitions drawn."""
-
-    shared: ClassVar[Shared] = Shared(num_envs=1, learning_rate=1e-3, policy_hidden=(32, 32),
-                                      iterations_per_chunk=500, steps=1_024_000)
-
-    batch_size: int = 256
-    """Demonstration transitions per gradient step."""
-    max_grad_norm: float = 1.0
-    """Global gradient-norm clip."""
-
-    def agent_config(self, run: RunConfig, algo: Algorithm) -> bc.Config:
-        return bc.Config(batch_size=self.batch_size, policy_hidden=tuple(run.policy_hidden),
-                         iterations_per_chunk=run.iterations_per_chunk)
-
-    def agent_hyper(self, run: RunConfig, algo: Algorithm, objective, env) -> bc.Hyper:
-        return bc.Hyper(objective=objective, learning_rate=_f32(run.learning_rate),
-                        max_grad_norm=_f32(self.max_grad_norm))
+# Per task and agent family, the settings the task overrides in the family's defaults ("num_envs",
+# "learning_rate", "policy_hidden", "iterations_per_chunk", "steps") and in an algorithm's own ("temperature",
+# "ppo.desync_episodes", …). Flags override presets (`resolve`).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "halfcheetah": {"ppo": {"ppo.desync_episodes": True}},  # it never terminates
+    # α of soft_ppo scaled like the add-on: CheetahRun's reward is a tenth of halfcheetah's
+    "cheetah": {"ppo": {"num_envs": 128, "steps": 3_000_000, "temperature": 0.02, "ppo.desync_episodes": True}},
+    "hopper": {"ppo": {"num_envs": 128, "steps": 2_000_000}},
+    "ant": {"ppo": {"num_envs": 128, "steps": 3_000_000}},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,7 +110,7 @@ class RunConfig:
     bc: BCSettings = BCSettings()
 
 
-FAMILY_SETTINGS = {"ppo": PPOSettings, "sac": SACSettings, "dqn": DQNSettings, "bc": BCSettings}
+FAMILY_SETTINGS = {name: family.settings for name, family in FAMILIES.items()}
 
 
 def family_settings(run: RunConfig, algo: Algorithm) -> PPOSettings | SACSettings | DQNSettings | BCSettings:
@@ -318,7 +124,7 @@ def resolve(run: RunConfig) -> RunConfig:
     Resolving a resolved run changes nothing.
     """
     algo = algorithms.get(run.algo)
-    preset = envs.get_task(run.task).presets.get(algo.family, {})
+    preset = PRESETS.get(envs.get_task(run.task).name, {}).get(algo.family, {})
     shared = {**dataclasses.asdict(FAMILY_SETTINGS[algo.family].shared), **preset}
     fills = {name: shared[name] for name in SHARED if getattr(run, name) is None and algo.reads_setting(name)}
     group = family_settings(run, algo)
@@ -358,17 +164,21 @@ def as_flag(name: str) -> str:
 
 def refuse_ignored(run: RunConfig, algo: Algorithm) -> None:
     for name in ignored_settings(run, algo):
-        if name == "ppo.entropy_cost" and algo.family == "ppo":
-            raise UserError(
-                f"--algo {algo.name} already has the entropy in its reward; an entropy bonus in the loss would "
-                "count it twice (SPEC.md §3.1): drop --ppo.entropy-cost"
-            )
+        group, _, field = name.rpartition(".")
+        if group == algo.family and field in FAMILY_SETTINGS[group].refusals:
+            raise UserError(FAMILY_SETTINGS[group].refusals[field].format(algo=algo.name))
         users = ", ".join(algorithms.readers(name)) or "no algorithm"
         raise UserError(f"{as_flag(name)} has no effect on --algo {algo.name}; it is read by: {users}")
 
 
 def validate(run: RunConfig) -> Algorithm:
     """Checks a (raw or resolved) run before any env or network is built; returns its Algorithm."""
+    return checked(run)[0]
+
+
+def checked(run: RunConfig) -> tuple[Algorithm, RunConfig, Any]:
+    """(its Algorithm, the run resolved, the agent's Config) of a (raw or resolved) run, checked before any env or
+    network is built: what a run resolves once."""
     algo = algorithms.get(run.algo)
     envs.get_task(run.task)
     refuse_ignored(run, algo)
@@ -376,13 +186,8 @@ def validate(run: RunConfig) -> Algorithm:
     group = family_settings(run, algo)
     checks = {"prior_weight": run.prior_weight, "temperature": run.temperature, "beta": run.beta,
               "learning_rate": run.learning_rate, "prior_temperature": run.prior_temperature,
-              "kl_target": run.kl_target}
-    if algo.family == "ppo":
-        checks.update({"ppo.reward_scale": group.reward_scale, "ppo.entropy_cost": group.entropy_cost,
-                       "ppo.discriminator_learning_rate": group.discriminator_learning_rate,
-                       "ppo.kl_rate": group.kl_rate, "ppo.critic_warmup_updates": group.critic_warmup_updates})
-        if algo.needs_demos and group.discriminator_updates < 1:
-            raise UserError("--ppo.discriminator-updates must be at least 1 for GAIL")
+              "kl_target": run.kl_target, **group.numbers()}
+    group.check(algo)
     for name, value in checks.items():
         if value is not None and (value < 0 or not math.isfinite(value)):
             raise UserError(f"{as_flag(name)} must be a finite number ≥ 0, got {value}")
@@ -413,7 +218,7 @@ def validate(run: RunConfig) -> Algorithm:
             f"--steps {run.steps} is less than one chunk ({config.iterations_per_chunk} iterations × "
             f"{config.steps_per_iteration} steps = {chunk_steps})"
         )
-    return algo
+    return algo, run, config
 
 
 def agent_config(run: RunConfig, algo: Algorithm):
@@ -477,3 +282,18 @@ def from_json(fields: dict[str, Any], cls: type = RunConfig) -> RunConfig:
     for name in ("prior", "demos", "out", "resume"):
         fields[name] = Path(fields[name]) if fields.get(name) else None
     return cls(**fields)
+
+
+def read_run(run_dir: Path, cls: type = RunConfig, key: str = "run"):
+    """The settings run_dir's config.json describes under `key` (a run's, or a sweep's with SweepConfig), writing
+    to `run_dir` (for --resume)."""
+    from rpg_jax import rundir  # the run directory's format; it imports no settings
+
+    record = rundir.read_config(run_dir)
+    if key not in record:
+        raise UserError(f"{run_dir}/{rundir.CONFIG} describes no {key}; is {run_dir} a {key} directory of rpg-jax?")
+    try:
+        return from_json({**record[key], "out": str(run_dir), "resume": None}, cls)
+    except TypeError as e:
+        raise UserError(f"{run_dir}/{rundir.CONFIG} does not describe a {key} of this version of rpg_jax: {e}") \
+            from None

@@ -25,11 +25,11 @@ import numpy as np
 import tyro
 from jax.sharding import Mesh, PartitionSpec as P
 
-from rpg_jax import algorithms, devices, envs, evaluation, guard, health, rundir, settings
+from rpg_jax import algorithms, devices, envs, evaluation, guard, health, loop, rundir, settings
 from rpg_jax.errors import UserError
 from rpg_jax.evaluation import RETURNS
 from rpg_jax.experiment import Experiment, hyper_values, make_train, stack
-from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
+from rpg_jax.logging import MetricsWriter, chunk_summary
 from rpg_jax.plotting import point_label, save_frontier
 from rpg_jax.settings import RunConfig
 
@@ -210,7 +210,7 @@ def member_slice(tree: Any, index: int) -> Any:
 
 def resumed(config: SweepConfig) -> SweepConfig:
     """The sweep stored in `config.resume`, with the flags a resume may change taken from `config`."""
-    stored = rundir.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep")
+    stored = settings.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep")
     return settings.resumed(config, stored, SWEEP_RESUME_MAY_CHANGE)
 
 
@@ -245,47 +245,43 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         rundir.start(out, {"task": config.task, "algo": config.algo, "sweep": settings.to_json(config)})
     try:
         state = program.init(*init_args)
-        if program.compiled_chunk is None:
-            program.compiled_chunk = devices.compile_checked(program.chunk.lower(state))
     except jax.errors.JaxRuntimeError as e:
         devices.raise_if_out_of_memory(e)
         raise
+    if program.compiled_chunk is None:
+        program.compiled_chunk = loop.compile_checked(program.chunk, state)
     compile_s = time.perf_counter() - start
     chunks_done, train_s = 0, 0.0
     if resuming:  # the seconds trained before the kill count in wall_s and steps_per_s
-        template = {"state": devices.to_host(state), "train_s": np.zeros((), np.float64)}
-        chunks_done, saved = rundir.restore_train_state(out, template)
-        state, train_s = on_members(saved["state"]), float(saved["train_s"])
-        if primary:
-            keep_records_until(rundir.metrics_path(out), chunks_done)
-            rundir.clear_summary(out)
+        chunks_done, saved, train_s = loop.restore(out, devices.to_host(state), primary)
+        state = on_members(saved)
+    restored_train_s = train_s
 
     num_chunks = max(math.ceil(experiment.run.steps / experiment.steps_per_chunk), chunks_done)
-    session_train_s = 0.0
-    writer, records = None, []
-    if primary:
-        writer = MetricsWriter(rundir.metrics_path(out), stream=None, tensorboard=config.tensorboard,
-                               wandb_run=open_wandb(out, {"sweep": settings.to_json(config)})
-                               if config.wandb else None, fresh=chunks_done == 0)
+    chunks = loop.Chunks(out, "sweep", num_chunks, config.checkpoint_every, sweep_head(config, members), primary)
+    writer = (loop.open_writer(out, {"sweep": settings.to_json(config)}, stream=None, tensorboard=config.tensorboard,
+                               wandb=config.wandb, fresh=chunks_done == 0) if primary else None)
     try:
-        for index in range(chunks_done + 1, num_chunks + 1):
-            state, elapsed, records = run_chunk(program, state, members, index, num_chunks, experiment, writer,
-                                                config.quiet)
-            train_s += elapsed
-            session_train_s += elapsed
-            if index == num_chunks or (config.checkpoint_every and index % config.checkpoint_every == 0):
-                saved = {"state": devices.to_host(state), "train_s": np.asarray(train_s, np.float64)}
-                if primary:
-                    rundir.save_train_state(out, index, saved)
+        state, train_s, records = loop.run_chunks(
+            chunks, program.compiled_chunk, state, first=chunks_done + 1, train_s=train_s,
+            check=lambda metrics, index: check_members(metrics, index, members, experiment.family.loss_metrics),
+            log=lambda index, metrics, elapsed, trained_s, state: log_members(
+                metrics, index, num_chunks, elapsed, members, experiment, writer, config.quiet),
+            to_host=devices.to_host)
+    except loop.Diverged as e:
+        if primary:
+            write_member_failure(out, experiment, members[e.member], e)
+        raise
     finally:
         if writer is not None:
             writer.close()
+    records = records or []
 
     eval_keys = stack(pad([evaluation.evaluation_key(m.seed) for m in members]))
     returns = devices.to_host(program.evaluate(state, on_members(eval_keys)))
     # The objective trained state carries: ω' moves during training when a KL target holds it.
     kept = devices.to_host((state.params, state.normalizer, state.prior, state.hyper.objective))
-    wall_s = time.perf_counter() - start + (train_s - session_train_s)
+    wall_s = time.perf_counter() - start + restored_train_s
     env_steps = num_chunks * experiment.steps_per_chunk
 
     member_rows = []
@@ -365,25 +361,22 @@ def resolved_settings(config: SweepConfig) -> dict[str, Any]:
     return {"sweep": settings.to_json(config), "swept": {k: list(v) for k, v in swept.items()}, "members": rows}
 
 
-def run_chunk(program: Program, state, members: list[Member], index: int, num_chunks: int,
-              experiment: Experiment, writer: MetricsWriter | None, quiet: bool):
-    """One compiled chunk for every member: (state, seconds, each member's chunk record). Checks each member's
-    numbers; the primary process logs them."""
-    start = time.perf_counter()
-    try:
-        state, metrics = program.compiled_chunk(state)
-        metrics = devices.to_host(metrics)
-    except jax.errors.JaxRuntimeError as e:
-        devices.raise_if_out_of_memory(e)
-        raise
-    elapsed = time.perf_counter() - start
+def member_label(index: int, member: Member) -> str:
+    return f"member {index} (seed {member.seed}, {point_label(member.point) or 'defaults'})"
+
+
+def check_members(metrics: dict, index: int, members: list[Member], losses: tuple[str, ...]) -> None:
+    """Checks each member's numbers of one chunk; the NonFiniteError names the first member that diverged."""
     for i, member in enumerate(members):
         try:
-            health.check(member_slice(metrics, i), index)
+            health.check(member_slice(metrics, i), index, losses)
         except health.NonFiniteError as e:
-            label = point_label(member.point) or "defaults"
-            raise FloatingPointError(f"member {i} (seed {member.seed}, {label}): {e}") from None
-    metrics = health.split_flags(metrics)[0]
+            raise health.NonFiniteError(e.chunk, e.quantity, member=i, where=member_label(i, member)) from None
+
+
+def log_members(metrics: dict, index: int, num_chunks: int, elapsed: float, members: list[Member],
+                experiment: Experiment, writer: MetricsWriter | None, quiet: bool) -> list[dict[str, float]]:
+    """Each member's chunk record, written by the primary process (and its progress line unless quiet)."""
     records = [chunk_summary(member_slice(metrics, i)) for i in range(len(members))]
     if writer is not None:
         env_steps = index * experiment.steps_per_chunk
@@ -393,7 +386,21 @@ def run_chunk(program: Program, state, members: list[Member], index: int, num_ch
         if not quiet:
             print(progress_line(index, num_chunks, env_steps, len(members), experiment.steps_per_chunk / elapsed,
                                 records), flush=True)
-    return state, elapsed, records
+    return records
+
+
+def sweep_head(config: SweepConfig, members: list[Member]) -> dict[str, Any]:
+    """The keys a sweep's summary.json starts with, finished or failed."""
+    return {"task": config.task, "algo": config.algo, "seeds": sorted({m.seed for m in members}),
+            "prior": str(Path(config.prior).absolute()) if config.prior else None}
+
+
+def write_member_failure(out: Path, experiment: Experiment, member: Member, failure: loop.Diverged) -> None:
+    """The diverged member's own summary.json, as a run that diverged writes it (its directory holds no policy)."""
+    index = failure.member
+    head = experiment.summary_head(member.seed, experiment.with_values(**member.point)[0])
+    rundir.write_summary(rundir.create(out / "members" / f"{index:03d}"),
+                         {**failure.summary, **rundir.summary_head(**head)})
 
 
 def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

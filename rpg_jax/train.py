@@ -16,11 +16,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from rpg_jax import devices, evaluation, guard, health, rundir, settings
+from rpg_jax import devices, evaluation, guard, health, loop, priors, rundir, settings
 from rpg_jax.experiment import Experiment, hyper_values, make_train
-from rpg_jax.logging import MetricsWriter, chunk_summary, keep_records_until, open_wandb
+from rpg_jax.logging import chunk_summary
 from rpg_jax.settings import RunConfig
 
 def compile_chunk(experiment: Experiment, state) -> tuple[Any, Any, float]:
@@ -40,8 +39,7 @@ def compile_chunk(experiment: Experiment, state) -> tuple[Any, Any, float]:
         jitted = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, devices.replicated(mesh)))
     else:
         jitted = jax.jit(chunk, donate_argnums=0)
-    compiled = devices.compile_checked(jitted.lower(state))
-    return compiled, state, time.perf_counter() - start
+    return loop.compile_checked(jitted, state), state, time.perf_counter() - start
 
 
 def initial_state(experiment: Experiment):
@@ -55,7 +53,7 @@ def resolved_settings(run: RunConfig) -> dict[str, Any]:
     """What `--print-config` shows: the resolved run, its Objective, the agent's Config and Hyper."""
     run = dataclasses.replace(run, print_config=False)
     if run.resume is not None:
-        run = settings.resumed(run, rundir.read_run(Path(run.resume).absolute()))
+        run = settings.resumed(run, settings.read_run(Path(run.resume).absolute()))
     experiment = make_train(run)
     return {**experiment.record(), "hyper": hyper_values(experiment.hyper)}
 
@@ -77,15 +75,12 @@ def train(run: RunConfig) -> dict[str, Any]:
 def resume(run: RunConfig) -> dict[str, Any]:
     """Continues the run in `run.resume` from its newest training-state checkpoint."""
     out = Path(run.resume).absolute()
-    experiment = make_train(settings.resumed(run, rundir.read_run(out)))
-    template = {"state": initial_state(experiment), "train_s": np.zeros((), np.float64)}
-    chunks_done, saved = rundir.restore_train_state(out, template)
-    keep_records_until(rundir.metrics_path(out), chunks_done)
-    rundir.clear_summary(out)
+    experiment = make_train(settings.resumed(run, settings.read_run(out)))
+    chunks_done, saved, train_s = loop.restore(out, initial_state(experiment))
     if not run.quiet:
         print(f"resuming {out} after chunk {chunks_done}", flush=True)
-    state = jax.tree.map(jnp.asarray, saved["state"])
-    return run_chunks(experiment, out, state, chunks_done=chunks_done, train_s=float(saved["train_s"]))
+    state = jax.tree.map(jnp.asarray, saved)
+    return run_chunks(experiment, out, state, chunks_done=chunks_done, train_s=train_s)
 
 
 def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train_s: float) -> dict[str, Any]:
@@ -95,41 +90,30 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
     run = experiment.run
     num_chunks = max(experiment.num_chunks, chunks_done)
     chunk, state, compile_s = compile_chunk(experiment, state)
+    chunks = loop.Chunks(out, "train", num_chunks, run.checkpoint_every,
+                         rundir.summary_head(**experiment.summary_head()))
+    writer = loop.open_writer(out, experiment.record(), stream=None if run.quiet else sys.stdout,
+                              tensorboard=run.tensorboard, wandb=run.wandb, fresh=chunks_done == 0)
 
-    wandb_run = open_wandb(out, experiment.record()) if run.wandb else None
-    writer = MetricsWriter(rundir.metrics_path(out), stream=None if run.quiet else sys.stdout,
-                           tensorboard=run.tensorboard, wandb_run=wandb_run, fresh=chunks_done == 0)
-    record = {}
+    def log(index: int, metrics: dict, elapsed: float, trained_s: float, state) -> dict:
+        record = chunk_summary(metrics)
+        writer.write({"chunk": index, "chunks": num_chunks, "env_steps": int(state.env_steps),
+                      "steps_per_s": experiment.steps_per_chunk / elapsed, "wall_s": compile_s + trained_s,
+                      **record})
+        return record
+
     try:
-        for index in range(chunks_done + 1, num_chunks + 1):
-            start = time.perf_counter()
-            state, metrics = chunk(state)
-            metrics = jax.device_get(metrics)
-            elapsed = time.perf_counter() - start
-            train_s += elapsed
-            try:
-                health.check(metrics, index)
-            except health.NonFiniteError as e:
-                raise diverged(experiment, out, e) from None
-            record = chunk_summary(health.split_flags(metrics)[0])
-            writer.write({
-                "chunk": index,
-                "chunks": num_chunks,
-                "env_steps": int(state.env_steps),
-                "steps_per_s": experiment.steps_per_chunk / elapsed,
-                "wall_s": compile_s + train_s,
-                **record,
-            })
-            if index == num_chunks or (run.checkpoint_every and index % run.checkpoint_every == 0):
-                rundir.save_train_state(out, index, {"state": state, "train_s": np.asarray(train_s, np.float64)})
+        state, train_s, record = loop.run_chunks(
+            chunks, chunk, state, first=chunks_done + 1, train_s=train_s, log=log,
+            check=lambda metrics, index: health.check(metrics, index, experiment.family.loss_metrics))
     finally:
         writer.close()
+    record = record or {}
 
     params, normalizer, objective, prior = jax.device_get(
         (state.params, state.normalizer, state.hyper.objective, state.prior))
     policy = experiment.policy(params, normalizer, objective, prior)
     rundir.save_policy(out, experiment.record(objective=objective), policy)
-    rundir.save_agent(out, params, normalizer)
 
     key = evaluation.evaluation_key(run.seed)
     returns = evaluation.evaluate_policy(policy, run.task, key, run.eval_episodes)
@@ -147,22 +131,7 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
     return summary
 
 
-def diverged(experiment: Experiment, out: Path, error: health.NonFiniteError) -> FloatingPointError:
-    """Writes the failure into summary.json and returns the error to raise: chunk, quantity, kept checkpoint."""
-    saved = rundir.saved_train_states(out)
-    if saved:
-        kept = (f"the last good checkpoint (chunk {saved[-1]}) is kept in {rundir.train_state_dir(out)}; "
-                f"`rpg-jax train --resume {out}` continues from it")
-    else:
-        kept = "no checkpoint had been saved yet (--checkpoint-every)"
-    message = f"{error}: {kept}"
-    rundir.write_summary(out, rundir.failure_summary(
-        chunk=error.chunk, quantity=error.quantity, message=message, last_checkpoint=saved[-1] if saved else None,
-        **experiment.summary_head()))
-    return FloatingPointError(message)
-
-
 def evaluate_run(run_dir: Path, episodes: int = 16, seed: int = 0) -> dict[str, dict[str, float]]:
     """Evaluates the policy stored in any run directory on the task it was trained on."""
-    task, policy = rundir.load_run_policy(run_dir)
+    task, policy = priors.load_run_policy(run_dir)
     return evaluation.evaluate_policy(policy, task, evaluation.evaluation_key(seed), episodes)

@@ -15,7 +15,7 @@ from brax.training import types
 from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo import checkpoint as brax_checkpoint, networks as ppo_networks
 
-from rpg_jax import brax_import, make_train, rundir
+from rpg_jax import brax_import, make_train, priors
 from rpg_jax.errors import UserError
 from rpg_jax.settings import RunConfig
 
@@ -125,7 +125,7 @@ def test_unnormalized_checkpoint_reads_raw_observations(tmp_path):
 def test_checkpoint_of_other_sizes_is_refused(tmp_path, sizes, message):
     _brax_checkpoint(tmp_path, *sizes)
     with pytest.raises(UserError, match=message):
-        rundir.load_prior_for_task(tmp_path, "inverted_pendulum", temperature=0.2)
+        priors.load(tmp_path, "inverted_pendulum", temperature=0.2)
 
 
 def test_temperature_is_asked_for_where_it_is_read_and_own_runs_take_none(tmp_path, prior_run):
@@ -138,7 +138,7 @@ def test_temperature_is_asked_for_where_it_is_read_and_own_runs_take_none(tmp_pa
     # the step read is pinned: a resumed run does not pick up a newer one
     assert experiment.run.prior == tmp_path / "brax" / f"{1_000_000:012d}"
     with pytest.raises(UserError, match="--prior-temperature is for priors trained elsewhere"):
-        rundir.load_prior_for_task(prior_run[0].out, "inverted_pendulum", temperature=0.2)
+        priors.load(prior_run[0].out, "inverted_pendulum", temperature=0.2)
 
 
 def test_unsupported_brax_policy_is_refused(tmp_path):
@@ -168,7 +168,7 @@ def test_cli_customizes_a_brax_checkpoint(capsys, tmp_path, monkeypatch):
     assert config["objective"]["temperature"] == pytest.approx(0.3)
     assert config["run"]["prior_temperature"] == pytest.approx(0.3)
     # the customization started from the prior and keeps its unclipped normalizer when read back
-    _, policy = rundir.load_run_policy(run.out)
+    _, policy = priors.load_run_policy(run.out)
     assert policy.normalizer.clip is None
-    _, prior = rundir.load_prior_of(run.out)
+    _, prior = priors.load_prior_of(run.out)
     np.testing.assert_allclose(prior.normalizer.mean, _prior(tmp_path / "brax").normalizer.mean)

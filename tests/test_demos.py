@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from rpg_jax import demos, envs, evaluation, rundir
+from rpg_jax import demos, envs, evaluation, priors
 from rpg_jax.errors import UserError
 
 from conftest import run_cli
@@ -14,14 +14,14 @@ from conftest import run_cli
 def pendulum_demos(prior_run, tmp_path_factory):
     prior_config, _ = prior_run
     path = tmp_path_factory.mktemp("demos") / "pendulum.npz"
-    return prior_config, demos.record("inverted_pendulum", rundir.load_run_policy(prior_config.out)[1],
+    return prior_config, demos.record("inverted_pendulum", priors.load_run_policy(prior_config.out)[1],
                                       evaluation.evaluation_key(0), 3, deterministic=True), path
 
 
 def test_deterministic_demonstrations_are_the_evaluation_episodes(pendulum_demos):
     """The same starts and actions as `evaluate`: each episode's summed rewards are its evaluation returns."""
     prior_config, recorded, _ = pendulum_demos
-    _, policy = rundir.load_run_policy(prior_config.out)
+    _, policy = priors.load_run_policy(prior_config.out)
     fn = evaluation._deterministic_episodes("inverted_pendulum", 3)
     expected = fn(policy, evaluation.evaluation_key(0))
     returns = recorded.episode_returns()
@@ -83,7 +83,7 @@ def test_demos_command_samples_a_discrete_policy(cartpole_prior, tmp_path, capsy
     loaded = demos.load(out, "cartpole")
     assert loaded.actions.dtype == np.int32 and set(np.unique(loaded.actions)) <= {0, 1}
     # Sampled at α = 1, the prior sometimes takes its less likely action.
-    _, prior = rundir.load_run_policy(prior_dir)
+    _, prior = priors.load_run_policy(prior_dir)
     greedy = np.asarray(prior.act(loaded.observations))
     assert 0 < np.mean(greedy != loaded.actions) < 0.5
 

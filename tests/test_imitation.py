@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import demos, evaluation, normalization, rundir
+from rpg_jax import demos, evaluation, normalization, priors
 from rpg_jax.agents import bc, gail
 from rpg_jax.objective import soft
 
@@ -61,7 +61,7 @@ def test_bc_recovers_a_softmax_policy_and_its_entropy_term_widens_it():
 def cartpole_demos(cartpole_prior, tmp_path_factory):
     prior_dir, _ = cartpole_prior
     path = tmp_path_factory.mktemp("demos") / "cartpole.npz"
-    demos.save(demos.record("cartpole", rundir.load_run_policy(prior_dir)[1], evaluation.evaluation_key(0), 2),
+    demos.save(demos.record("cartpole", priors.load_run_policy(prior_dir)[1], evaluation.evaluation_key(0), 2),
                path)
     return path
 
@@ -72,7 +72,7 @@ def test_bc_on_the_cli_writes_a_prior_with_its_temperature(cartpole_demos, tmp_p
                              "--temperature", "0.5", "--steps", "10240", "--iterations-per-chunk", "20",
                              "--eval-episodes", "2", "--out", str(out), "--quiet", "--no-tensorboard")
     assert code == 0, captured.err
-    prior = rundir.load_prior_for_task(out, "cartpole")
+    prior = priors.load(out, "cartpole")
     assert prior.temperature == 0.5 and prior.discrete_actions == 2
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 10_240
 
@@ -121,4 +121,4 @@ def test_gail_on_the_cli_learns_a_discriminator(cartpole_demos, tmp_path, capsys
     assert code == 0, captured.err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["gail_reward"] > 0 and 0 <= records[-1]["discriminator_expert_accuracy"] <= 1
-    assert rundir.load_prior_for_task(out, "cartpole").temperature == pytest.approx(0.2)
+    assert priors.load(out, "cartpole").temperature == pytest.approx(0.2)

@@ -102,11 +102,11 @@ def test_discrete_ppo_loss_by_hand():
 
 def test_a_ppo_actor_starts_as_a_soft_dqn_prior(cartpole_prior):
     """Residual PPO on a discrete task starts its softmax actor as the soft-Q prior: logits Q/α."""
-    from rpg_jax import rundir
+    from rpg_jax import priors
     prior_dir, _ = cartpole_prior
     experiment = make_train(RunConfig(algo="residual_ppo", task="cartpole", prior=prior_dir, steps=20_480))
     state = experiment.init(jax.random.PRNGKey(0))
-    prior = rundir.load_prior_for_task(prior_dir, "cartpole")
+    prior = priors.load(prior_dir, "cartpole")
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, 4)) * jnp.array([1.0, 1.0, 0.1, 1.0])
     actor = experiment.agent.policy_spec.distribution(state.params.policy, state.normalizer, obs)
     actor_log_probs = jnp.maximum(jax.nn.log_softmax(actor.logits), -50.0)  # the prior's clip (LOG_PROB_MIN)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, health, make_train, rundir, train
+from rpg_jax import checkpoint, health, make_train, priors, rundir, settings, train
 from rpg_jax.agents import dqn, ppo
 from rpg_jax.normalization import init as init_normalizer
 
@@ -29,7 +29,7 @@ DQN_FLAGS = ["--task", "cartpole", "--algo", "soft_dqn", "--iterations-per-chunk
 
 def policy_arrays(run_dir):
     """The trained policy's parameters and normalizer, as a run directory stores them for later use."""
-    _, policy = rundir.load_run_policy(run_dir)
+    _, policy = priors.load_run_policy(run_dir)
     return jax.tree.leaves((policy.params, policy.normalizer))
 
 
@@ -107,7 +107,7 @@ def test_nan_in_the_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert not (out / "checkpoints" / "policy").exists()
 
     monkeypatch.setattr(ppo, "ppo_loss", real_loss)  # the last good state is usable: resume without poison
-    template = {"state": train.initial_state(make_train(rundir.read_run(out))), "train_s": np.zeros((), np.float64)}
+    template = {"state": train.initial_state(make_train(settings.read_run(out))), "train_s": np.zeros((), np.float64)}
     chunk, restored = rundir.restore_train_state(out, template)
     assert chunk == 2 and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["state"].params))
 
@@ -115,10 +115,10 @@ def test_nan_in_the_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 def test_non_finite_parameters_and_observations_are_named():
     metrics = {"policy_loss": np.zeros(4), "finite/parameters (policy)": 1.0, "finite/observations": 0.0}
     with pytest.raises(health.NonFiniteError, match="non-finite observations in chunk 7"):
-        health.check(metrics, 7)
+        health.check(metrics, 7, ("policy_loss",))
     metrics["finite/parameters (policy)"] = 0.0
     with pytest.raises(health.NonFiniteError, match=r"non-finite parameters \(policy\) in chunk 7"):
-        health.check(metrics, 7)
+        health.check(metrics, 7, ("policy_loss",))
     state = type("S", (), {})()
     state.params = dqn.Params(q={"w": jnp.array([1.0, jnp.inf])}, target_q={"w": jnp.zeros(2)})
     state.env_state = type("E", (), {"obs": jnp.zeros(3)})()

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import prior as prior_lib, rundir, train
+from rpg_jax import prior as prior_lib, priors, train
 from rpg_jax.settings import PPOSettings, RunConfig
 from rpg_jax.errors import UserError
 
@@ -73,7 +73,7 @@ def test_run_directory_round_trips_as_a_prior(prior_run):
     again = train.evaluate_run(prior_config.out, episodes=8)
     for name in ("basic_return", "addon_return"):
         assert again[name]["mean"] == pytest.approx(summary["eval"][name]["mean"], rel=1e-4, abs=1e-3)
-    prior = rundir.load_prior(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
+    prior = priors.run.load_prior(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
     assert prior.temperature == pytest.approx(0.2)
     assert prior.spec.hidden == PPOSettings.shared.policy_hidden
     assert float(prior.normalizer.count) > 0
@@ -82,18 +82,18 @@ def test_run_directory_round_trips_as_a_prior(prior_run):
 def test_prior_with_wrong_action_size_is_refused(prior_run):
     prior_config, _ = prior_run
     with pytest.raises(UserError, match=r"continuous actions of size 1, but task 'halfcheetah' has continuous actions of size 6"):
-        rundir.load_prior(prior_config.out, task="halfcheetah", obs_size=17, action_size=6)
+        priors.run.load_prior(prior_config.out, task="halfcheetah", obs_size=17, action_size=6)
 
 
 def test_prior_of_another_task_is_refused(prior_run):
     prior_config, _ = prior_run
     with pytest.raises(UserError, match="trained on task 'inverted_pendulum', not 'other'"):
-        rundir.load_prior(prior_config.out, task="other", obs_size=4, action_size=1)
+        priors.run.load_prior(prior_config.out, task="other", obs_size=4, action_size=1)
 
 
 def test_prior_log_prob_is_clipped_and_frozen(prior_run):
     prior_config, _ = prior_run
-    prior = rundir.load_prior(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
+    prior = priors.run.load_prior(prior_config.out, task="inverted_pendulum", obs_size=4, action_size=1)
     obs = jnp.zeros((1, 4))
     assert float(prior.log_prob_pre_tanh(obs, jnp.full((1, 1), 50.0))[0]) == prior_lib.LOG_PROB_MIN
     grads = jax.grad(lambda p: prior.replace(params=p).log_prob(obs, jnp.full((1, 1), 0.1)).sum())(prior.params)

@@ -10,7 +10,7 @@ sb3 = pytest.importorskip("stable_baselines3", reason="the [sb3] extra (PyTorch,
 import gymnasium as gym  # noqa: E402  (SB3 brings it)
 import torch  # noqa: E402
 
-from rpg_jax import make_train, rundir  # noqa: E402
+from rpg_jax import make_train, priors  # noqa: E402
 from rpg_jax.errors import UserError  # noqa: E402
 from rpg_jax.settings import PPOSettings, RunConfig  # noqa: E402
 
@@ -51,7 +51,7 @@ def _inputs(n=64, obs_size=4, seed=0):
 def test_ppo_prior_log_probs_equal_sb3s(tmp_path):
     model, path = _saved(tmp_path, "PPO", gym.spaces.Box(-1, 1, (1,), np.float32),
                          policy_kwargs={"net_arch": [16, 8]})
-    prior = rundir.load_prior_for_task(path, "inverted_pendulum", temperature=0.2)
+    prior = priors.load(path, "inverted_pendulum", temperature=0.2)
     obs, actions = _inputs()
     _, theirs, _ = model.policy.evaluate_actions(torch.as_tensor(obs), torch.as_tensor(actions))
     np.testing.assert_allclose(prior.log_prob(jnp.asarray(obs), jnp.asarray(actions)), theirs.detach().numpy(),
@@ -64,7 +64,7 @@ def test_ppo_prior_log_probs_equal_sb3s(tmp_path):
 def test_sac_prior_log_probs_equal_sb3s(tmp_path):
     model, path = _saved(tmp_path, "SAC", gym.spaces.Box(-1, 1, (1,), np.float32),
                          policy_kwargs={"net_arch": [32, 32]})
-    prior = rundir.load_prior_for_task(path, "inverted_pendulum")
+    prior = priors.load(path, "inverted_pendulum")
     obs, actions = _inputs()
     mean, log_std, _ = model.actor.get_action_dist_params(torch.as_tensor(obs))
     dist = model.actor.action_dist.proba_distribution(mean, log_std)
@@ -77,19 +77,19 @@ def test_sac_prior_log_probs_equal_sb3s(tmp_path):
 
 def test_dqn_prior_is_the_boltzmann_policy_of_sb3s_q_values(tmp_path):
     model, path = _saved(tmp_path, "DQN", gym.spaces.Discrete(2), policy_kwargs={"net_arch": [16]})
-    prior = rundir.load_prior_for_task(path, "cartpole", temperature=0.5)
+    prior = priors.load(path, "cartpole", temperature=0.5)
     obs, _ = _inputs()
     q = model.q_net(torch.as_tensor(obs)).detach()
     np.testing.assert_allclose(prior.log_probs(jnp.asarray(obs)), torch.log_softmax(q / 0.5, -1).numpy(), atol=1e-5)
     np.testing.assert_array_equal(prior.act(jnp.asarray(obs)), model.predict(obs, deterministic=True)[0])
     with pytest.raises(UserError, match="pass --prior-temperature"):
-        rundir.load_prior_for_task(path, "cartpole")
+        priors.load(path, "cartpole")
 
 
 def test_sb3_prior_refusals_and_a_customization_from_it(tmp_path, capsys):
     _, path = _saved(tmp_path, "PPO", gym.spaces.Box(-1, 1, (1,), np.float32), policy_kwargs={"net_arch": [8]})
     with pytest.raises(UserError, match="expects observations of shape"):
-        rundir.load_prior_for_task(path, "mountaincar", temperature=0.2)
+        priors.load(path, "mountaincar", temperature=0.2)
     code, captured = run_cli(capsys, "train", "--task", "inverted_pendulum", "--algo", "residual_sac", "--prior",
                              str(path), "--prior-temperature", "0.2", "--out", str(tmp_path / "x"))
     assert code == 2 and "unsquashed Gaussian" in captured.err

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from rpg_jax import algorithms, demos, envs, make_train, normalization, rundir, settings, stack, train
+from rpg_jax import algorithms, demos, make_train, normalization, priors, rundir, settings, stack, train
 from rpg_jax.agents import bc, dqn, ppo, sac
 from rpg_jax.errors import UserError
 from rpg_jax.networks import PolicySpec, SoftQPolicySpec
@@ -105,9 +105,7 @@ def test_resolved_defaults_by_hand(untrained_priors):
 
 
 def test_task_presets_sit_between_family_defaults_and_flags(monkeypatch, capsys):
-    task = envs.TASKS["cartpole"]
-    monkeypatch.setitem(envs.TASKS, "cartpole", dataclasses.replace(
-        task, presets={"dqn": {"num_envs": 4, "steps": 8_000, "learning_rate": 5e-4}}))
+    monkeypatch.setitem(settings.PRESETS, "cartpole", {"dqn": {"num_envs": 4, "steps": 8_000, "learning_rate": 5e-4}})
     resolved = settings.resolve(RunConfig(task="cartpole", algo="soft_dqn"))
     assert (resolved.num_envs, resolved.steps, resolved.learning_rate) == (4, 8_000, 5e-4)
     assert resolved.iterations_per_chunk == DQNSettings.shared.iterations_per_chunk  # not in the preset
@@ -124,9 +122,7 @@ def test_task_presets_sit_between_family_defaults_and_flags(monkeypatch, capsys)
 
 def test_a_task_preset_sets_an_algorithms_own_default_only(monkeypatch):
     """A preset's "temperature" is soft_ppo's α on that task; residual_ppo's α̂ still defaults to its prior's."""
-    task = envs.TASKS["inverted_pendulum"]
-    monkeypatch.setitem(envs.TASKS, "inverted_pendulum",
-                        dataclasses.replace(task, presets={"ppo": {"temperature": 0.05}}))
+    monkeypatch.setitem(settings.PRESETS, "inverted_pendulum", {"ppo": {"temperature": 0.05}})
     assert settings.resolve(RunConfig(algo="soft_ppo")).temperature == 0.05
     assert settings.resolve(RunConfig(algo="soft_ppo", temperature=0.3)).temperature == 0.3
     assert settings.resolve(RunConfig(algo="residual_ppo", prior=Path("p"))).temperature is None
@@ -215,7 +211,7 @@ def test_make_train_is_pure_and_vmaps_over_keys_and_hyper_grids(tmp_path):
     # The same program as `rpg-jax train` runs chunk by chunk from its host loop.
     train.train(RunConfig(**TINY_DQN, seed=3, out=tmp_path / "run"))
     state, _ = jax.jit(experiment.train)(jax.random.PRNGKey(3))
-    stored = rundir.load_run_policy(tmp_path / "run")[1].params
+    stored = priors.load_run_policy(tmp_path / "run")[1].params
     for a, b in zip(jax.tree.leaves(stored), jax.tree.leaves(state.params.q)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(jax.tree.leaves(states.params.q)[0][0], jax.tree.leaves(states.params.q)[0][1])

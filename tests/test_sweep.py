@@ -1,7 +1,6 @@
 """`rpg-jax sweep`: vmapped members equal runs trained one by one, one trace per sweep shape, sharding over
 simulated devices and over two processes changes nothing, and bad grids fail early with a clear message."""
 
-import dataclasses
 import json
 import os
 import signal
@@ -12,10 +11,12 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, cli, devices, envs, rundir, sweep, train
+from rpg_jax import checkpoint, cli, devices, priors, rundir, settings, sweep, train
+from rpg_jax.agents import ppo
 from rpg_jax.settings import DQNSettings, PPOSettings, RunConfig, SACSettings
 from rpg_jax.errors import UserError
 
@@ -35,7 +36,7 @@ TINY = {
 
 
 def policy_params(run_dir: Path):
-    return rundir.load_run_policy(run_dir)[1].params
+    return priors.load_run_policy(run_dir)[1].params
 
 
 def max_difference(a, b) -> float:
@@ -259,8 +260,8 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_parameters(tmp_path, 
     code, captured = run_cli(capsys, *flags, "--out", str(whole))
     assert code == 0, captured.err
     for member in summary["members"]:
-        a = jax.tree.leaves(rundir.load_run_policy(killed / member["dir"])[1].params)
-        b = jax.tree.leaves(rundir.load_run_policy(whole / member["dir"])[1].params)
+        a = jax.tree.leaves(priors.load_run_policy(killed / member["dir"])[1].params)
+        b = jax.tree.leaves(priors.load_run_policy(whole / member["dir"])[1].params)
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
     # Members write the summary a single run writes: the same keys.
@@ -278,8 +279,39 @@ def test_ant_sweeps_use_one_cpu_device_unless_told():
 def test_a_sweep_without_steps_trains_the_task_presets_budget(tmp_path, monkeypatch):
     tiny = TINY["soft_ppo"]
     chunk = tiny["num_envs"] * tiny["ppo"].unroll_length * tiny["iterations_per_chunk"]
-    monkeypatch.setitem(envs.TASKS, tiny["task"],
-                        dataclasses.replace(envs.TASKS[tiny["task"]], presets={"ppo": {"steps": 2 * chunk}}))
+    monkeypatch.setitem(settings.PRESETS, tiny["task"], {"ppo": {"steps": 2 * chunk}})
     summary = sweep.sweep(sweep.SweepConfig(algo="soft_ppo", seeds=1, eval_episodes=2, quiet=True,
                                             out=tmp_path / "sweep", **{k: v for k, v in tiny.items() if k != "steps"}))
     assert summary["env_steps"] == 2 * chunk
+
+
+def test_a_diverging_member_stops_the_sweep_and_writes_status_failed(tmp_path, capsys, monkeypatch):
+    """Like a run: the failure in summary.json (the sweep's, naming the member, and the member's own), the last good
+    checkpoint kept, and a message without a traceback."""
+    real_loss = ppo.ppo_loss
+    chunk_steps = 8 * 8 * 2
+
+    def poisoned_loss(params, normalizer, *args, hyper, **kwargs):
+        # NaN for the member with the larger learning rate, from its third chunk on.
+        loss, metrics = real_loss(params, normalizer, *args, hyper=hyper, **kwargs)
+        nan = jnp.where((normalizer.count > 2 * chunk_steps) & (hyper.learning_rate > 1.5e-3), jnp.nan, 0.0)
+        return loss + nan, {**metrics, "policy_loss": metrics["policy_loss"] + nan}
+
+    monkeypatch.setattr(ppo, "ppo_loss", poisoned_loss)
+    monkeypatch.setattr(sweep, "PROGRAMS", {})  # neither reuse a compiled sweep nor leave this one to others
+    out = tmp_path / "sweep"
+    code, captured = run_cli(capsys, "sweep", "--task", "mountaincar", "--algo", "soft_ppo", "--lr", "1e-3,2e-3",
+                             "--seeds", "1", "--steps", str(4 * chunk_steps), "--num-envs", "8",
+                             "--iterations-per-chunk", "2", "--ppo.unroll-length", "8", "--ppo.num-minibatches", "2",
+                             "--ppo.value-hidden", "16", "16", "--checkpoint-every", "1", "--eval-episodes", "2",
+                             "--devices", "1", "--quiet", "--out", str(out))
+    assert code == 1
+    assert "member 1 (seed 0, lr = 0.002): non-finite policy_loss in chunk 3" in captured.err, captured.err
+    assert "last good checkpoint (chunk 2)" in captured.err and "rpg-jax sweep --resume" in captured.err
+    assert "Traceback" not in captured.err
+    summary = checkpoint.read_json(out / "summary.json")
+    assert summary["status"] == "failed" and summary["last_checkpoint_chunk"] == 2
+    assert summary["failure"]["member"] == 1 and summary["failure"]["chunk"] == 3
+    member = checkpoint.read_json(out / "members" / "001" / "summary.json")
+    assert member["status"] == "failed" and member["seeds"] == [0] and member["failure"] == summary["failure"]
+    assert rundir.saved_train_states(out) == [1, 2]

@@ -25,7 +25,7 @@ from flax import struct
 from rpg_jax import networks, normalization, objective as objective_lib
 from rpg_jax.agents import common
 from rpg_jax.agents.optim import init_with_hyperparams
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 
 
 @dataclasses.dataclass(frozen=True)

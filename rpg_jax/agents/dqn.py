@@ -29,7 +29,7 @@ from rpg_jax.agents import common, off_policy
 from rpg_jax.agents.off_policy import Transition, example_transition
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import DiscreteQSpec
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +127,7 @@ def residual_soft_q_target(
     Shapes: rewards and termination (B,), next_q_target and next_log_prob_prior (B, A).
     """
     chex.assert_equal_shape([next_q_target, next_log_prob_prior])
-    logits = objective_lib.boltzmann_logits(objective, next_q_target, next_log_prob_prior)
-    soft_value = objective.temperature * jax.nn.logsumexp(logits, axis=-1)
+    soft_value = objective_lib.soft_value(objective, next_q_target, next_log_prob_prior)
     reward = objective_lib.reward_terms(objective, reward_basic, reward_addon)
     return reward + discount * (1.0 - termination) * soft_value
 

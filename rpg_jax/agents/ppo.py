@@ -9,9 +9,9 @@ starts from the prior. A training iteration is a pure function `TrainState -> (T
   3. GAE(γ, λ) on r̃, bootstrapping V at time limits from the observation actually reached;
   4. `update_epochs` passes of `num_minibatches` clipped-surrogate + value-regression steps.
 
-GAIL (`demos` given, `Config.discriminator_updates` > 0) replaces the basic reward r by its discriminator's
-(agents/gail.py), computed before the discriminator learns from this rollout, and then updates the
-discriminator on the rollout against the demonstrations.
+GAIL (`demos` given, `Config.discriminator_updates` > 0) is an optional reward model, `gail.RewardModel`
+(agents/gail.py): it replaces the basic reward r by its discriminator's, computed before the discriminator
+learns from this rollout, and then updates the discriminator on the rollout against the demonstrations.
 
 Soft, residual and KL objectives get no entropy bonus in the loss: the entropy is already in r̃, and adding
 it again ("repeat entropy") makes the policy collapse (Wang et al., 2025).
@@ -33,8 +33,8 @@ from rpg_jax import networks, normalization, objective as objective_lib
 from rpg_jax.agents import common, gail
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import PolicySpec, ValueSpec
-from rpg_jax import prior as prior_lib
-from rpg_jax.prior import Prior
+from rpg_jax import priors as prior_lib
+from rpg_jax.priors import Prior
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,13 +295,8 @@ class PPO:
         self.value_spec = ValueSpec(env.observation_size, config.value_hidden, config.activation)
         self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
         self.update_normalizer = config.normalize_observations and not config.init_from_prior
-        self.discriminator = None
-        if demos is not None:
-            self.discriminator = gail.DiscriminatorSpec(env.observation_size, env.action_size,
-                                                        getattr(env, "discrete_actions", None),
-                                                        config.discriminator_hidden, config.activation)
-            self.demos = jax.tree.map(jnp.asarray, tuple(demos))
-            self.discriminator_optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
+        self.reward_model = None if demos is None else gail.RewardModel(env, config, demos,
+                                                                          self.policy_spec.env_action)
 
     def init(self, key: chex.PRNGKey, hyper: Hyper, prior: Prior | None = None) -> TrainState:
         key_policy, key_value, key_env, key = jax.random.split(key, 4)
@@ -315,12 +310,9 @@ class PPO:
                                                  learning_rate=hyper.learning_rate)
                      for name in ("policy", "value")}
         discriminator_opt_state = None
-        if self.discriminator is not None:
-            # A key of its own, folded in, leaves every other stream as it was before GAIL existed: earlier
-            # runs reproduce.
-            params = params.replace(discriminator=self.discriminator.init(jax.random.fold_in(key_policy, 1)))
-            discriminator_opt_state = init_with_hyperparams(
-                self.discriminator_optimizer, params.discriminator, learning_rate=hyper.discriminator_learning_rate)
+        if self.reward_model is not None:
+            discriminator, discriminator_opt_state = self.reward_model.init(key_policy, hyper)
+            params = params.replace(discriminator=discriminator)
         env_state = common.reset_envs(self.env, key_env, self.config.num_envs)
         if self.config.desync_episodes:
             env_state = desynchronized(env_state, jax.random.fold_in(key_env, 1), self.env.episode_length)
@@ -369,9 +361,8 @@ class PPO:
             normalizer = normalization.update(normalizer, data.obs)
 
         reward_basic = step.reward_basic
-        if self.discriminator is not None:
-            reward_basic = gail.reward(self.discriminator, state.params.discriminator, normalizer, data.obs,
-                                       self.policy_spec.env_action(data.pre_tanh_action))
+        if self.reward_model is not None:
+            reward_basic = self.reward_model.reward(state.params.discriminator, normalizer, data)
         shaped = hyper.reward_scale * shaped_reward(hyper, reward_basic, step.reward_addon, data)
         value_fn = lambda obs: self.value_spec.value(state.params.value, normalizer, obs)  # noqa: E731
         values, next_values = value_fn(data.obs), value_fn(step.next_obs)
@@ -395,9 +386,10 @@ class PPO:
             "log_prob_prior": jnp.mean(data.log_prob_prior),
         }
         discriminator_opt_state = state.discriminator_opt_state
-        if self.discriminator is not None:
-            params, discriminator_opt_state, discriminator_metrics = self._update_discriminator(
-                params, discriminator_opt_state, normalizer, data, jax.random.fold_in(key_update, 1))
+        if self.reward_model is not None:
+            discriminator, discriminator_opt_state, discriminator_metrics = self.reward_model.update(
+                params.discriminator, discriminator_opt_state, normalizer, data, key_update)
+            params = params.replace(discriminator=discriminator)
             metrics.update(discriminator_metrics, gail_reward=jnp.mean(reward_basic))
         hyper_next = hyper
         if state.prior is not None:
@@ -418,30 +410,6 @@ class PPO:
             discriminator_opt_state=discriminator_opt_state,
         )
         return new_state, metrics
-
-    def _update_discriminator(self, params, opt_state, normalizer, data, key):
-        """`discriminator_updates` Adam steps, each on a random minibatch of the rollout and as many
-        demonstration transitions drawn uniformly."""
-        config, spec = self.config, self.discriminator
-        policy_obs = data.obs.reshape(-1, data.obs.shape[-1])
-        policy_actions = self.policy_spec.env_action(data.pre_tanh_action)
-        policy_actions = policy_actions.reshape((policy_obs.shape[0],) + policy_actions.shape[2:])
-        expert_obs, expert_actions = self.demos
-        grad_fn = jax.grad(gail.discriminator_loss, has_aux=True)
-
-        def step(carry, key_step):
-            discriminator, opt_state = carry
-            key_policy, key_expert = jax.random.split(key_step)
-            mine = jax.random.randint(key_policy, (config.minibatch_size,), 0, policy_obs.shape[0])
-            theirs = jax.random.randint(key_expert, (config.minibatch_size,), 0, expert_obs.shape[0])
-            grads, metrics = grad_fn(discriminator, normalizer, (expert_obs[theirs], expert_actions[theirs]),
-                                     (policy_obs[mine], policy_actions[mine]), spec=spec)
-            updates, opt_state = self.discriminator_optimizer.update(grads, opt_state, discriminator)
-            return (optax.apply_updates(discriminator, updates), opt_state), metrics
-
-        keys = jax.random.split(key, config.discriminator_updates)
-        (discriminator, opt_state), metrics = jax.lax.scan(step, (params.discriminator, opt_state), keys)
-        return params.replace(discriminator=discriminator), opt_state, jax.tree.map(jnp.mean, metrics)
 
     def _update(self, params, opt_state, normalizer, data, advantages, value_targets, hyper, key, actor_learns):
         """`update_epochs` × `num_minibatches` gradient steps on shuffled (T·B) samples.

@@ -28,8 +28,8 @@ from rpg_jax.agents import common, off_policy
 from rpg_jax.agents.off_policy import Transition, example_transition
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import CriticSpec, PolicySpec
-from rpg_jax import prior as prior_lib
-from rpg_jax.prior import Prior
+from rpg_jax import priors as prior_lib
+from rpg_jax.priors import Prior
 
 
 @dataclasses.dataclass(frozen=True)

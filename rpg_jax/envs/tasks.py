@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import jax.numpy as jnp
 from brax import envs as brax_envs
@@ -52,11 +52,6 @@ class Task:
       description: the add-on requirement in words.
       terminal: what a termination (not a time limit) means: "failure" (a fall) or "success" (the goal);
         the episode-end guard (`rpg_jax.guard`) reads it.
-      presets: per agent family ("ppo", "sac", "dqn"), settings this task overrides in the family's
-        defaults: "num_envs", "learning_rate", "policy_hidden", "iterations_per_chunk", "steps", and in an
-        algorithm's own defaults ("temperature": the α of soft_ppo, sac, soft_dqn, …, set to the task's
-        reward scale; "ppo.desync_episodes" for a task that never terminates). Flags override presets
-        (`rpg_jax.settings.resolve`).
       physics: the MJX solver options it trains with, if not its model's own.
       cpu_sweep_devices: how many CPU devices a sweep splits its members over by default (None: all). Brax's
         MJX ant hangs in XLA when two CPU devices each train two or more members at once (jaxlib 0.10.2:
@@ -69,7 +64,6 @@ class Task:
     episode_length: int
     description: str
     terminal: str = "failure"
-    presets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     physics: Physics | None = None
     cpu_sweep_devices: int | None = None
 
@@ -108,7 +102,6 @@ TASKS: dict[str, Task] = {
             lambda obs, action: -10.0 * jnp.abs(obs[7]),
             1000,
             "run forward keeping the front foot level: r_R = -10·|obs[7]| (Brax's env, its default solver)",
-            presets={"ppo": {"ppo.desync_episodes": True}},  # it never terminates
         ),
         Task(
             "cheetah",
@@ -117,8 +110,6 @@ TASKS: dict[str, Task] = {
             1000,
             "run forward keeping the front foot level: r_R = −|obs[7]| (Playground's CheetahRun; its reward "
             "is speed/10 up to 10 m/s, so halfcheetah's −10·|obs[7]| is scaled by the same 1/10)",
-            # α of soft_ppo scaled like the add-on: CheetahRun's reward is a tenth of halfcheetah's
-            presets={"ppo": {"num_envs": 128, "steps": 3_000_000, "temperature": 0.02, "ppo.desync_episodes": True}},
         ),
         Task(
             "hopper",
@@ -126,7 +117,6 @@ TASKS: dict[str, Task] = {
             lambda obs, action: 10.0 * (obs[0] - 1.0),
             1000,
             "hop with the torso high: r_R = 10·(obs[0] − 1)",
-            presets={"ppo": {"num_envs": 128, "steps": 2_000_000}},
             physics=Physics(iterations=1, ls_iterations=4, fidelity=(
                 "a Soft PPO prior trained with these returns 3,553.9 with them and 3,529.4 on Brax's 4 / 50: "
                 "99.3% (benchmarks/results/customization_hopper_cpu.json)")),
@@ -138,7 +128,6 @@ TASKS: dict[str, Task] = {
             1000,
             "walk forward while also moving sideways: r_R = −obs[14] = −v_y (Brax's MJX ant already solves "
             "with 1 iteration and 4 line-search iterations)",
-            presets={"ppo": {"num_envs": 128, "steps": 3_000_000}},
             cpu_sweep_devices=1,
         ),
         Task(

@@ -13,7 +13,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rpg_jax import checkpoint, rundir, sweep, train
+from rpg_jax import checkpoint, priors, sweep, train
 from rpg_jax.settings import PPOSettings, RunConfig
 
 out = Path(sys.argv[1])
@@ -22,7 +22,7 @@ small = dict(task="mountaincar", algo="soft_ppo", steps=256, num_envs=8, iterati
 
 
 def policy(run_dir):
-    return rundir.load_run_policy(run_dir)[1].params
+    return priors.load_run_policy(run_dir)[1].params
 
 
 def max_difference(a, b):

@@ -1,0 +1,64 @@
+"""Priors: frozen policies (`Policy`) read from a rpg_jax run directory, a Brax checkpoint or an SB3 model zip.
+
+    load(path, task, env, temperature)   any of the three as a prior for `task`, checked to fit it (`fit.check`)
+    load_run_policy(run_dir)             the task and the policy a run directory holds (`evaluate`, `render`)
+    load_prior_of(run_dir), prior_of     the prior a customized run (or plan) started from
+
+Modules: `policy` (the Policy class), `fit` (does a prior fit a task: the one check), and the format readers
+`run` (a rpg_jax run directory, `rpg_jax.rundir`'s format), `brax` (Brax PPO/SAC checkpoints) and `sb3`
+(Stable-Baselines3 model zips).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rpg_jax import envs, rundir
+from rpg_jax.errors import UserError
+from rpg_jax.priors import brax, fit, run, sb3
+from rpg_jax.priors.policy import LOG_PROB_MIN, Policy, Prior, log_prob_pre_tanh
+from rpg_jax.priors.run import prior_of
+
+__all__ = ["LOG_PROB_MIN", "Policy", "Prior", "brax", "fit", "load", "load_prior_of", "load_run_policy",
+           "log_prob_pre_tanh", "prior_of", "run", "sb3"]
+
+
+def load(path: str | Path, task: str, env: Any = None, temperature: float | None = None) -> Policy:
+    """The policy of `path` as a prior for `task`, its sizes checked against the task's env.
+
+    `path` is a run directory, a Brax PPO/SAC checkpoint (`priors.brax`) or a Stable-Baselines3 model zip
+    (`priors.sb3`), which record no temperature (SB3's SAC excepted): `temperature` gives its α (0 if None). A run
+    directory records its own, and `temperature` is refused there.
+    """
+    env = envs.make(task) if env is None else env
+    sizes = dict(task=task, obs_size=env.observation_size, action_size=env.action_size,
+                 discrete_actions=envs.discrete_actions(env))
+    if brax.checkpoint_step(path) is not None:
+        return brax.load_prior(path, temperature=temperature, **sizes)
+    if sb3.is_model_zip(path):
+        return sb3.load_prior(path, temperature=temperature, **sizes)
+    if temperature is not None:
+        raise UserError(f"--prior-temperature is for priors trained elsewhere; {path} is a rpg_jax run, which "
+                        "records its own temperature")
+    return run.load_prior(path, **sizes)
+
+
+def load_run_policy(run_dir: str | Path) -> tuple[str, Policy]:
+    """The task and the policy stored in any run directory (what `evaluate` and `render` show)."""
+    config = rundir.read_config(run_dir)
+    if "task" not in config:
+        raise UserError(f"{run_dir}/{rundir.CONFIG} names no task; is it a run directory?")
+    task = envs.get_task(config["task"]).name
+    return task, load(run_dir, task)
+
+
+def load_prior_of(run_dir: str | Path) -> tuple[str, Policy]:
+    """The task and the prior a customized run (or plan) started from, loaded as the run loaded it (a Brax
+    checkpoint at the run's --prior-temperature)."""
+    config = rundir.read_config(run_dir)
+    customized = run.customization(config)
+    if not customized.get("prior"):
+        raise UserError(f"{run_dir} customized no prior")
+    task = envs.get_task(config["task"]).name
+    return task, load(customized["prior"], task, temperature=customized.get("prior_temperature"))
