@@ -33,7 +33,7 @@ import jax  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
 from benchmarks.customization_table import RECIPES, Method, customize, train_prior  # noqa: E402
-from rpg_jax import demos as demos_lib, evaluation, priors, train  # noqa: E402
+from rpg_jax import demos as demos_lib, evaluation, priors as priors_lib, train  # noqa: E402
 from rpg_jax.settings import RunConfig  # noqa: E402
 
 
@@ -112,7 +112,7 @@ def main() -> None:
     imitation_out = out / "imitation"
     machine = device_name()
     priors = {"rl": rl_prior(task, out, args.eval_episodes)}
-    demonstrator = priors.load_run_policy(out / "prior")[1]
+    demonstrator = priors_lib.load_run_policy(out / "prior")[1]
     recorded = demos_lib.record(task, demonstrator, evaluation.evaluation_key(1), args.episodes,
                                 deterministic=False)
     demos_path = demos_lib.save(recorded, imitation_out / "demos.npz")

@@ -34,7 +34,7 @@ def worker(args) -> dict:
     """One configuration, in this process: returns a record (printed as JSON by main)."""
     import jax
 
-    from rpg_jax import make_train, sweep, train
+    from rpg_jax import make_train, members, sweep, train
     from rpg_jax.settings import PPOSettings, RunConfig
 
     out = Path(args.out) / f"{args.worker}-{args.members}-{jax.local_device_count()}"
@@ -50,7 +50,7 @@ def worker(args) -> dict:
         fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name not in sweep.SWEPT}
         config = sweep.SweepConfig(**fields, seeds=args.members, member_batch=args.member_batch)
         summary = sweep.sweep(config)
-        (program,) = sweep.PROGRAMS.values()
+        (program,) = members.PROGRAMS.values()
         record.update(compile_s=summary["compile_s"], train_s=summary["train_s"], member_batch=program.member_batch,
                       xla_chunk_mib=chunk_mib(program.compiled_chunk))
     elif args.worker in ("runs", "shard_envs"):  # K × `rpg-jax train --seed s`, each compiling its own program

@@ -30,7 +30,7 @@ class Algorithm:
     Attributes:
       name: the `--algo` value.
       family: the agent that optimizes it (agents.ppo, agents.sac, agents.dqn, agents.bc).
-      make_objective: (resolved run settings, prior or None) -> the Objective (SPEC.md §3).
+      make_objective: (resolved run settings, prior or None) -> the Objective (docs/design.md §3).
       needs_prior: it customizes a prior (`--prior` is required).
       needs_demos: it learns from demonstrations (`--demos` is required).
       init_from_prior: the actor starts as the prior (its widths are the prior's).
@@ -72,7 +72,9 @@ class Algorithm:
         return name in COMMON or name in self.reads
 
 
-def _residual_objective(run, prior: Prior) -> objective_lib.Objective:
+def residual_objective(run, prior: Prior) -> objective_lib.Objective:
+    """The residual Objective of `run`'s ω' and α̂ (its `prior_weight`, `temperature`), each defaulting to the
+    prior's α (ω = 1); refused when the prior has no α and one of them is unset. The planner uses it too."""
     if prior.temperature == 0.0 and (run.prior_weight is None or run.temperature is None):
         if prior.origin:
             raise UserError(f"the prior ({prior.origin}) records no temperature, so ω' and α̂ have no default: pass "
@@ -86,6 +88,8 @@ def _residual_objective(run, prior: Prior) -> objective_lib.Objective:
     temperature = prior.temperature if run.temperature is None else run.temperature
     return objective_lib.residual(weight, temperature)
 
+
+_residual_objective = residual_objective  # its former name
 
 GAIL = frozenset({"ppo.discriminator_hidden", "ppo.discriminator_learning_rate", "ppo.discriminator_updates"})
 # How the prior's term enters the PPO reward, and the KL target's controller: only where there is a prior.
@@ -118,7 +122,7 @@ def _sac(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Alg
 
 def _dqn(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Algorithm:
     # Residual soft DQN starts as the prior and explores around it: uniform exploration leads it to states
-    # where the prior's log-probabilities are poor guides (README, "The Q-learning family").
+    # where the prior's log-probabilities are poor guides (docs/results.md, "The Q-learning family").
     epsilon = {"dqn.epsilon_start": 0.1, "dqn.epsilon_end": 0.01} if prior else {
         "dqn.epsilon_start": 1.0, "dqn.epsilon_end": 0.04}
     return Algorithm(name, "dqn", make_objective, needs_prior=prior, reads=frozenset(reads) | (
@@ -145,7 +149,7 @@ RESIDUAL = ("prior_weight", "temperature")
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     _ppo("ppo", lambda run, prior: objective_lib.ppo(), entropy_bonus=True),
     _ppo("soft_ppo", _soft, reads={"temperature"}, temperature=0.2),
-    _ppo("residual_ppo", _residual_objective, reads={*RESIDUAL, "kl_target"}, prior=True),
+    _ppo("residual_ppo", residual_objective, reads={*RESIDUAL, "kl_target"}, prior=True),
     _ppo("kl_ppo", lambda run, prior: objective_lib.kl(run.beta), reads={"beta", "kl_target"}, prior=True),
     _ppo("greedy_ppo", lambda run, prior: objective_lib.greedy(), prior=True, entropy_bonus=True),
     _ppo("full_ppo", lambda run, prior: objective_lib.full(), entropy_bonus=True),
@@ -153,10 +157,10 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     _ppo("full_soft_ppo", _full_soft, reads={"temperature"}, temperature=0.2),
     _ppo("gail", _soft, reads={"temperature"}, demos=True, temperature=0.2),
     _sac("sac", _soft, reads={"temperature"}, temperature=0.1),
-    _sac("residual_sac", _residual_objective, reads=RESIDUAL, prior=True),
+    _sac("residual_sac", residual_objective, reads=RESIDUAL, prior=True),
     _sac("full_sac", _full_soft, reads={"temperature"}, temperature=0.1),
     _dqn("soft_dqn", _soft, reads={"temperature"}, temperature=0.1),
-    _dqn("residual_dqn", _residual_objective, reads=RESIDUAL, prior=True),
+    _dqn("residual_dqn", residual_objective, reads=RESIDUAL, prior=True),
     _dqn("full_dqn", _full_soft, reads={"temperature"}, temperature=0.1),
     _bc("bc", _soft, temperature=0.1),
 ]}

@@ -3,7 +3,7 @@
 All distributions act on a single batch of parameters (any leading shape) and sum over the last
 (action) axis. TanhNormal samples are kept in pre-tanh space `u` by the agents, so that log π(u) of the
 policy and of the prior are evaluated at exactly the same point without an atanh round trip; `log_prob`
-at a foreign squashed action clips and inverts tanh as in SPEC.md §3.2.
+at a foreign squashed action clips and inverts tanh as in docs/design.md §3.2.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# Foreign squashed actions are clipped this far inside (−1, 1) before atanh (SPEC.md §3.2).
+# Foreign squashed actions are clipped this far inside (−1, 1) before atanh (docs/design.md §3.2).
 SQUASH_EPS = 1e-6
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from rpg_jax.agents import bc, dqn, ppo, sac
 from rpg_jax.errors import UserError
 from rpg_jax.networks import SoftQPolicySpec
-from rpg_jax.prior import Prior
+from rpg_jax.priors import Prior
 
 if TYPE_CHECKING:
     from rpg_jax.algorithms import Algorithm
@@ -106,7 +106,7 @@ class PPOSettings(Checked):
 
     refusals: ClassVar[dict[str, str]] = {"entropy_cost": (
         "--algo {algo} already has the entropy in its reward; an entropy bonus in the loss would count it twice "
-        "(SPEC.md §3.1): drop --ppo.entropy-cost")}
+        "(docs/design.md §3.1): drop --ppo.entropy-cost")}
 
     def numbers(self) -> dict[str, float | None]:
         return {"ppo.reward_scale": self.reward_scale, "ppo.entropy_cost": self.entropy_cost,
@@ -210,7 +210,7 @@ class DQNSettings(Checked):
     """Gradient updates between target updates."""
     tau: float = 0.005
     """Target update step (1: hard copy). Polyak averaging after every update by default: a hard copy every 50
-    updates let Q diverge in 1 of 48 residual and 1 of 8 greedy cartpole runs (README, "Keeping the basic
+    updates let Q diverge in 1 of 48 residual and 1 of 8 greedy cartpole runs (docs/results.md, "Keeping the basic
     task")."""
     epsilon_start: float | None = None
     """Initial ε of ε-uniform exploration (default 1.0 for soft_dqn; 0.1 for residual_dqn, which starts as

@@ -2,7 +2,7 @@
 
 A customizer never sees the basic reward, but it sees how episodes end. With a per-step add-on penalty and
 log π_prior ≤ 0, every step of the shaped reward r_R + ω'·log π_prior costs something, so an approximate prior
-can make ending the episode look good (README, "Keeping the basic task, seed after seed"; `tabular.quit_chain`).
+can make ending the episode look good (docs/results.md, "Keeping the basic task, seed after seed"; `tabular.quit_chain`).
 After a customization the customized policy and its prior run on the same evaluation starts; the guard warns
 when the customized episodes end by termination markedly more often or earlier than the prior's on a task where a
 termination is a failure (a fall), or reach the terminal markedly less often where it is the goal (mountaincar's

@@ -225,7 +225,7 @@ class CriticSpec:
 @dataclasses.dataclass(frozen=True)
 class DiscreteQSpec:
     """Q(s, ·) over `num_actions` discrete actions. `zero_last` starts the output at exactly zero, so a
-    residual Q_R starts with the customized policy equal to the prior (SPEC.md §3.3)."""
+    residual Q_R starts with the customized policy equal to the prior (docs/design.md §3.3)."""
 
     obs_size: int
     num_actions: int

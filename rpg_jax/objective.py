@@ -1,4 +1,4 @@
-"""The reward view of policy customization (SPEC.md §3), written once.
+"""The reward view of policy customization (docs/design.md §3), written once.
 
 Every method in rpg_jax is an ordinary optimizer run on the per-step reward
 
@@ -83,8 +83,15 @@ def reward_terms(objective: Objective, reward_basic: chex.Array, reward_addon: c
     return objective.basic_weight * reward_basic + objective.addon_weight * reward_addon
 
 
-def prior_term(objective: Objective, log_prob_prior: chex.Array) -> chex.Array:
-    """ω'·log π_prior(a|s), elementwise; exactly 0 where ω' = 0 (not 0·x, which is NaN for x = −inf)."""
+def prior_term(objective: Objective, log_prob_prior: chex.Array, *, finite: bool = False) -> chex.Array:
+    """ω'·log π_prior(a|s), elementwise; exactly 0 where ω' = 0 (not 0·x, which is NaN for x = −inf).
+
+    With `finite` (log-probabilities that cannot be −inf, such as MPPI's clamped ones) it is the bare product
+    ω'·log π_prior: the same values, but XLA may fuse the product into the sum it feeds, which the zero guard's
+    select prevents, so the two forms can differ in the last bits of what they are summed into.
+    """
+    if finite:
+        return objective.prior_weight * log_prob_prior
     return jnp.where(objective.prior_weight == 0.0, 0.0, objective.prior_weight * log_prob_prior)
 
 
@@ -94,8 +101,9 @@ def log_prob_terms(objective: Objective, log_prob_prior: chex.Array, log_prob_po
     A zero weight removes its term exactly (not 0·x, which is NaN for x = −inf), so greedy and PPO objectives
     are untouched by a missing prior. SAC and DQN add this term at the *next* state inside their targets.
     """
+    prior = prior_term(objective, log_prob_prior)
     entropy_term = jnp.where(objective.temperature == 0.0, 0.0, objective.temperature * log_prob_policy)
-    return prior_term(objective, log_prob_prior) - entropy_term
+    return prior - entropy_term
 
 
 def log_prob_terms_of_prior(objective: Objective, log_prob_prior: chex.Array) -> chex.Array:
@@ -116,7 +124,7 @@ def shaped_reward(
     """r̃ = c_basic·r + c_addon·r_R + ω'·log π_prior(a|s) − α̂·log π_θ(a|s), elementwise.
 
     The log-probabilities are those of the behaviour policy at rollout time in PPO: constants, never
-    differentiated (SPEC.md §6).
+    differentiated (docs/design.md §6).
     """
     chex.assert_equal_shape([reward_basic, reward_addon, log_prob_prior, log_prob_policy])
     return reward_terms(objective, reward_basic, reward_addon) + log_prob_terms(
@@ -125,7 +133,7 @@ def shaped_reward(
 
 
 def boltzmann_logits(objective: Objective, q_values: chex.Array, log_prob_prior: chex.Array) -> chex.Array:
-    """Logits (Q(s,·) + ω'·log π_prior(·|s)) / α̂ of the customized discrete policy (SPEC.md §3.3).
+    """Logits (Q(s,·) + ω'·log π_prior(·|s)) / α̂ of the customized discrete policy (docs/design.md §3.3).
 
     α̂·logsumexp of these logits is the soft value E_π̂[Q + ω'·log π_prior − α̂·log π̂] that the residual soft
     Bellman target bootstraps from. α̂ must be positive.
@@ -135,7 +143,7 @@ def boltzmann_logits(objective: Objective, q_values: chex.Array, log_prob_prior:
 
 def soft_value(objective: Objective, q_values: chex.Array, log_prob_prior: chex.Array, axis: int = -1) -> chex.Array:
     """α̂·logsumexp((Q(s,·) + ω'·log π_prior(·|s)) / α̂) over the actions on `axis`: the residual soft value
-    of a state, max over policies π̂ of E_π̂[Q + ω'·log π_prior − α̂·log π̂] (SPEC.md §3.3). α̂ must be positive.
+    of a state, max over policies π̂ of E_π̂[Q + ω'·log π_prior − α̂·log π̂] (docs/design.md §3.3). α̂ must be positive.
     """
     return objective.temperature * jax.nn.logsumexp(boltzmann_logits(objective, q_values, log_prob_prior),
                                                     axis=axis)

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jax
-import numpy as np
 import tyro
 
-from rpg_jax import envs, evaluation, planning, priors, rundir
+from rpg_jax import algorithms, envs, evaluation, planning, priors, rundir, settings
 from rpg_jax.errors import UserError
 from rpg_jax.networks import GaussianPolicySpec
 from rpg_jax.priors import Prior
@@ -97,14 +96,8 @@ def check_numbers(config: PlanConfig) -> None:
     for name in ("samples", "horizon", "episodes"):
         if getattr(config, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("prior_weight", "prior_temperature"):
-        value = getattr(config, name)
-        if value is not None and not (np.isfinite(value) and value >= 0):
-            raise UserError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}")
-    for name in ("temperature", "noise"):
-        value = getattr(config, name)
-        if value is not None and not (np.isfinite(value) and value > 0):
-            raise UserError(f"--{name} must be a finite number > 0, got {value}")
+    settings.check_numbers({"prior_weight": config.prior_weight, "prior_temperature": config.prior_temperature})
+    settings.check_numbers({"temperature": config.temperature, "noise": config.noise}, positive=True)
     if config.tail < 0:
         raise UserError(f"--tail must be ≥ 0, got {config.tail}")
     if not 0.0 <= config.discount <= 1.0:
@@ -112,23 +105,24 @@ def check_numbers(config: PlanConfig) -> None:
 
 
 def make_planner(config: PlanConfig, prior: Prior, kind: str) -> planning.Planner:
-    """The Planner `config` describes for `prior`: ω' and α̂ default to the prior's α (ω = 1)."""
+    """The Planner `config` describes for `prior`: ω' and α̂ default to the prior's α (ω = 1), as in training
+    (`algorithms.residual_objective`); Greedy and Full drop ω', so only α̂ needs one."""
     if isinstance(prior.spec, GaussianPolicySpec):
         raise UserError(f"{config.prior} is an unsquashed Gaussian policy (SB3's PPO); MPPI perturbs tanh-squashed "
                         "actions: plan with a tanh-Gaussian or discrete prior")
-    alpha = prior.temperature
-    temperature = config.temperature if config.temperature is not None else alpha
-    if temperature <= 0 and prior.origin:
+    no_temperature = config.temperature is None and prior.temperature <= 0  # a set α̂ is > 0 (check_numbers)
+    if no_temperature and prior.origin:
         raise UserError(f"the prior ({prior.origin}) records no temperature: pass --prior-temperature α (the "
                         "entropy weight it stands for), or --temperature and --prior-weight")
-    if temperature <= 0:
+    if no_temperature:
         raise UserError(f"the prior {config.prior} has temperature 0 (it was not trained max-ent): give "
                         "--temperature (and --prior-weight)")
     if kind == "tree" and config.samples < prior.discrete_actions:
         raise UserError(f"the tree expands every action at the root: --samples must be at least the "
                         f"{prior.discrete_actions} actions, got {config.samples}")
-    prior_weight = config.prior_weight if config.prior_weight is not None else alpha
-    weights = planning.weights(config.method, prior_weight=prior_weight, temperature=temperature,
+    residual = algorithms.residual_objective(
+        config if config.method == "residual" else dataclasses.replace(config, prior_weight=0.0), prior)
+    weights = planning.weights(config.method, prior_weight=residual.prior_weight, temperature=residual.temperature,
                                gamma=config.discount, noise=config.noise)
     return planning.Planner(prior=prior, weights=weights, kind=kind, samples=config.samples,
                             horizon=config.horizon, tail=config.tail)
@@ -170,9 +164,9 @@ def summary(config: PlanConfig, task: str, planner: planning.Planner, returns: d
             plan_s: float) -> dict[str, Any]:
     control_steps = config.episodes * envs.get_task(task).episode_length
     planned = control_steps * planner.env_steps_per_control_step()
-    w = planner.weights
-    objective = {"prior_weight": float(w.prior_weight), "temperature": float(w.temperature),
-                 "basic_weight": float(w.basic_weight)}
+    o = planner.weights.objective
+    objective = {"prior_weight": float(o.prior_weight), "temperature": float(o.temperature),
+                 "basic_weight": float(o.basic_weight)}
     return {
         **rundir.summary_head(task=task, algo=f"plan_{config.method}", seed=config.seed, objective=objective,
                               prior=config.prior),
@@ -186,7 +180,7 @@ def summary(config: PlanConfig, task: str, planner: planning.Planner, returns: d
 
 
 def to_json(config: PlanConfig) -> dict[str, Any]:
-    return {k: str(Path(v).absolute()) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
+    return settings.dataclass_to_json(config)
 
 
 def plan(config: PlanConfig) -> dict[str, Any]:
@@ -209,11 +203,8 @@ def is_plan_dir(run_dir: str | Path) -> bool:
 
 
 def read_plan(run_dir: str | Path) -> PlanConfig:
-    fields = dict(rundir.read_config(run_dir)["plan"])
-    for name in ("prior", "out"):
-        fields[name] = Path(fields[name]) if fields.get(name) else None
     try:
-        return PlanConfig(**fields)
+        return settings.dataclass_from_json(PlanConfig, rundir.read_config(run_dir)["plan"])
     except TypeError as e:
         raise UserError(f"{run_dir}/{rundir.CONFIG} does not describe a plan of this version of rpg_jax: {e}") \
             from None

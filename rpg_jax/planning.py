@@ -3,7 +3,7 @@
 Residual Q-Learning (Li et al., 2023) customizes without training by planning: the customized policy maximizes
 the residual objective
 
-    Σ_t γ^t [ r_R(s_t, a_t) + ω'·log π_prior(a_t|s_t) ]   at temperature α̂   (ω' = ω·α, SPEC.md §2)
+    Σ_t γ^t [ r_R(s_t, a_t) + ω'·log π_prior(a_t|s_t) ]   at temperature α̂   (ω' = ω·α, docs/design.md §2)
 
 which never needs the basic reward r. Here the simulator itself is the model: candidate action sequences are
 rolled out, vmapped, from copies of the current env state (a pytree, so a copy is free), inside one jitted
@@ -35,6 +35,7 @@ is E[Σ r_R] − α̂·KL(π̂ ‖ π_prior), and a KL is the same in u and in a
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import chex
@@ -42,39 +43,56 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rpg_jax import objective as objective_lib
 from rpg_jax.priors import LOG_PROB_MIN, Prior
 
 METHODS = ("residual", "greedy", "full")
 """residual: r_R + ω'·log π_prior; greedy: r_R alone (ω' = 0); full: r + r_R (ω' = 0), knowing r."""
 
 
-@struct.dataclass
+@struct.dataclass(kw_only=True)
 class Weights:
     """The planner's numbers, traced: a grid of them shares one compiled program.
 
     Attributes:
-      prior_weight: ω', the weight of log π_prior.
-      temperature: α̂, the customized policy's temperature: MPPI's λ, the tree's soft-max temperature.
-      basic_weight: 1 for Full (the cost knows the basic reward r), 0 otherwise.
+      objective: the `objective.Objective` planned on, c_basic·r + r_R + ω'·log π_prior at temperature α̂
+        (MPPI's λ, the tree's soft-max temperature): c_basic is 1 for Full (the cost knows the basic reward r),
+        0 otherwise; ω' is 0 for Greedy and Full.
       gamma: discount inside the planning horizon.
       noise: MPPI's perturbation scale in pre-tanh action space (unused by the tree).
+
+    `Weights(prior_weight=, temperature=, basic_weight=, gamma=, noise=)` still builds one from the numbers
+    themselves (the add-on reward's weight is 1).
     """
 
-    prior_weight: chex.Array
-    temperature: chex.Array
-    basic_weight: chex.Array
+    objective: objective_lib.Objective = None
     gamma: chex.Array
     noise: chex.Array
+    prior_weight: dataclasses.InitVar[float | None] = None
+    temperature: dataclasses.InitVar[float | None] = None
+    basic_weight: dataclasses.InitVar[float | None] = None
+
+    def __post_init__(self, prior_weight, temperature, basic_weight):
+        if self.objective is None:
+            objective = objective_lib.residual(prior_weight, temperature)
+            object.__setattr__(self, "objective", objective.replace(basic_weight=jnp.asarray(basic_weight,
+                                                                                              jnp.float32)))
+
+
+def method_objective(method: str, *, prior_weight: float, temperature: float) -> objective_lib.Objective:
+    """The Objective a method plans on: Greedy and Full drop the prior term, Full adds the basic reward."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    if method == "full":
+        return objective_lib.full(1.0, temperature)
+    return objective_lib.residual(prior_weight if method == "residual" else 0.0, temperature)
 
 
 def weights(method: str, *, prior_weight: float, temperature: float, gamma: float = 0.99,
             noise: float = 0.3) -> Weights:
-    """The Weights of a method: Greedy and Full drop the prior term, Full adds the basic reward."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    """The Weights of a method (`method_objective`) with the planner's own γ and MPPI noise."""
     as_array = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    return Weights(prior_weight=as_array(prior_weight if method == "residual" else 0.0),
-                   temperature=as_array(temperature), basic_weight=as_array(1.0 if method == "full" else 0.0),
+    return Weights(objective=method_objective(method, prior_weight=prior_weight, temperature=temperature),
                    gamma=as_array(gamma), noise=as_array(noise))
 
 
@@ -148,7 +166,7 @@ def tree_depth(num_actions: int | None, samples: int, horizon: int) -> int:
 
 def step_gain(state, w: Weights) -> chex.Array:
     """The transition's reward in the planner's objective: r_R, plus r for Full."""
-    return state.metrics["reward_addon"] + w.basic_weight * state.metrics["reward_basic"]
+    return objective_lib.reward_terms(w.objective, state.metrics["reward_basic"], state.metrics["reward_addon"])
 
 
 def rollout_start(state) -> tuple:
@@ -195,7 +213,7 @@ def mppi_cost(env, prior: Prior, w: Weights, state, u_seq: chex.Array, tail: int
 
     def with_prior_term(distribution, u):
         log_prior = jnp.maximum(distribution.base.log_prob(u), LOG_PROB_MIN)
-        return jnp.tanh(u), w.prior_weight * log_prior
+        return jnp.tanh(u), objective_lib.prior_term(w.objective, log_prior, finite=True)
 
     def planned(state, u):
         return with_prior_term(prior.distribution(state.obs), u)
@@ -226,7 +244,7 @@ def mppi_step(env, prior: Prior, w: Weights, samples: int, state, nominal: chex.
     candidates = nominal + noise.at[0].set(0.0)  # sample 0 is the nominal itself
     costs, end_means = jax.vmap(lambda u: mppi_cost(env, prior, w, state, u, tail, terminal_value))(
         candidates)
-    weight = jnp.exp(-(costs - jnp.min(costs)) / w.temperature)
+    weight = jnp.exp(-(costs - jnp.min(costs)) / w.objective.temperature)
     weight = weight / jnp.sum(weight)
     plan = jnp.tensordot(weight, candidates, axes=1)
     next_nominal = jnp.concatenate([plan[1:], jnp.tensordot(weight, end_means, axes=1)[None]])
@@ -263,7 +281,7 @@ def prior_rollout_value(env, prior: Prior, w: Weights, state, key: chex.PRNGKey,
     def sample(state, key):
         log_probs = prior.log_probs(state.obs)
         action = jax.random.categorical(key, log_probs)
-        return action, (w.prior_weight - w.temperature) * log_probs[action]
+        return action, objective_lib.log_prob_terms_of_prior(w.objective, log_probs[action])
 
     if steps == 0:
         return jnp.zeros((), jnp.float32)
@@ -284,7 +302,7 @@ def soft_backup(gains, dones, log_probs, leaf_values, w: Weights, num_actions: i
         per_child = lambda x: x[:, t].reshape(num_actions ** (t + 1), -1)[:, 0]  # noqa: E731
         q = (per_child(gains) + w.gamma * (1.0 - per_child(dones)) * values).reshape(-1, num_actions)
         log_prior = log_probs[:, t].reshape(num_actions**t, -1, num_actions)[:, 0]
-        values = w.temperature * jax.nn.logsumexp((q + w.prior_weight * log_prior) / w.temperature, axis=-1)
+        values = objective_lib.soft_value(w.objective, q, log_prior)
     return q[0]
 
 
@@ -297,4 +315,4 @@ def tree_search(env, prior: Prior, w: Weights, depth: int, horizon: int, state,
     keys = jax.random.split(key, sequences.shape[0])
     leaf_values = jax.vmap(lambda s, k: prior_rollout_value(env, prior, w, s, k, horizon - depth))(leaves, keys)
     q = soft_backup(gains, dones, log_probs, leaf_values, w, num_actions)
-    return jnp.argmax(q + w.prior_weight * prior.log_probs(state.obs)), q
+    return jnp.argmax(q + objective_lib.prior_term(w.objective, prior.log_probs(state.obs))), q

@@ -1,4 +1,4 @@
-"""Settings: the one place defaults live.
+"""Settings: where every default of a run is found and resolved.
 
 - `PPOSettings`, `SACSettings`, `DQNSettings`, `BCSettings` (defined with their family's record in
   `rpg_jax.families`): one class per agent family, holding its real defaults; each makes its agent's static
@@ -188,9 +188,7 @@ def checked(run: RunConfig) -> tuple[Algorithm, RunConfig, Any]:
               "learning_rate": run.learning_rate, "prior_temperature": run.prior_temperature,
               "kl_target": run.kl_target, **group.numbers()}
     group.check(algo)
-    for name, value in checks.items():
-        if value is not None and (value < 0 or not math.isfinite(value)):
-            raise UserError(f"{as_flag(name)} must be a finite number ≥ 0, got {value}")
+    check_numbers(checks)
     if not 0.0 <= run.discount <= 1.0 or not 0.0 <= run.ppo.gae_lambda <= 1.0:
         raise UserError("--discount and --ppo.gae-lambda must lie in [0, 1]")
     if algo.needs_prior and run.prior is None:
@@ -257,13 +255,8 @@ def resumed(given: RunConfig, stored: RunConfig, may_change: tuple[str, ...] = R
 def to_json(run: RunConfig) -> dict[str, Any]:
     """A run as JSON-ready values (paths absolute), with only its own family's group: what config.json's "run"
     holds."""
-    def ready(x):
-        if isinstance(x, dict):
-            return {k: ready(v) for k, v in x.items()}
-        return str(Path(x).absolute()) if isinstance(x, Path) else x
-
     family = algorithms.get(run.algo).family
-    return {k: ready(v) for k, v in dataclasses.asdict(run).items() if k == family or k not in FAMILY_SETTINGS}
+    return {k: v for k, v in dataclass_to_json(run).items() if k == family or k not in FAMILY_SETTINGS}
 
 
 def from_json(fields: dict[str, Any], cls: type = RunConfig) -> RunConfig:
@@ -275,13 +268,7 @@ def from_json(fields: dict[str, Any], cls: type = RunConfig) -> RunConfig:
         ppo_fields["critic_warmup_updates"] = (-(-int(steps) // per_iteration) * ppo_fields["update_epochs"]
                                                * ppo_fields["num_minibatches"])
         fields["ppo"] = ppo_fields
-    tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}  # noqa: E731
-    for name, group in FAMILY_SETTINGS.items():
-        fields[name] = group(**tuples(fields.get(name, {})))
-    fields = tuples(fields)
-    for name in ("prior", "demos", "out", "resume"):
-        fields[name] = Path(fields[name]) if fields.get(name) else None
-    return cls(**fields)
+    return dataclass_from_json(cls, fields)
 
 
 def read_run(run_dir: Path, cls: type = RunConfig, key: str = "run"):
@@ -297,3 +284,42 @@ def read_run(run_dir: Path, cls: type = RunConfig, key: str = "run"):
     except TypeError as e:
         raise UserError(f"{run_dir}/{rundir.CONFIG} does not describe a {key} of this version of rpg_jax: {e}") \
             from None
+
+
+def check_numbers(numbers: dict[str, float | None], *, positive: bool = False) -> None:
+    """Refuses a set number (None: unset) that is not finite and ≥ 0 (> 0 with `positive`), naming its flag:
+    "--prior-weight must be a finite number ≥ 0, got nan". Keys are setting names ("prior_weight",
+    "ppo.kl_rate")."""
+    for name, value in numbers.items():
+        if value is not None and not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+            raise UserError(f"{as_flag(name)} must be a finite number {'>' if positive else '≥'} 0, got {value}")
+
+
+def dataclass_to_json(config: Any) -> dict[str, Any]:
+    """A (nested) settings dataclass as JSON-ready values: nested dataclasses as dicts, paths absolute."""
+    def ready(x):
+        if isinstance(x, dict):
+            return {k: ready(v) for k, v in x.items()}
+        return str(Path(x).absolute()) if isinstance(x, Path) else x
+
+    return ready(dataclasses.asdict(config))
+
+
+def dataclass_from_json(cls: type, fields: dict[str, Any]) -> Any:
+    """The settings dataclass `cls` that `dataclass_to_json` wrote: nested dataclasses rebuilt from their dicts,
+    lists back to tuples, a path field's string back to a Path (an empty one: None); a field left out takes its
+    default. TypeError on unknown fields."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in fields.items():
+        hint = hints.get(name)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = dataclass_from_json(hint, value)
+        elif hint is Path or Path in typing.get_args(hint):
+            value = Path(value) if value else None
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)

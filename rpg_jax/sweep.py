@@ -18,17 +18,18 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 import jax
 import numpy as np
 import tyro
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 
 from rpg_jax import algorithms, devices, envs, evaluation, guard, health, loop, rundir, settings
 from rpg_jax.errors import UserError
 from rpg_jax.evaluation import RETURNS
 from rpg_jax.experiment import Experiment, hyper_values, make_train, stack
+from rpg_jax.members import layout, member_slice, program_for, sweep_devices
 from rpg_jax.logging import MetricsWriter, chunk_summary
 from rpg_jax.plotting import point_label, save_frontier
 from rpg_jax.settings import RunConfig
@@ -129,85 +130,6 @@ def grid(sweep: SweepConfig) -> tuple[dict[str, tuple[float, ...]], list[Member]
     return swept, members
 
 
-class Program:
-    """The compiled functions for one sweep shape (task, agent config, prior structure, member count, mesh).
-
-    Kept for the life of the process: a second sweep of the same shapes (other grid values, other seeds) reuses
-    them without tracing again. `traces` counts how often the chunk was traced.
-    """
-
-    def __init__(self, experiment: Experiment, mesh: Mesh, eval_episodes: int, member_batch: int):
-        agent, env = experiment.agent, experiment.env
-        episode_length = envs.get_task(experiment.run.task).episode_length
-        members = P(devices.MEMBERS)
-        self.traces = 0
-        self.member_batch = member_batch
-        self.compiled_chunk: Any = None
-
-        def on_mesh(fn: Callable, in_specs, **jit_kwargs):
-            # Members never communicate, so there is nothing for the varying-axes check to protect, and agents
-            # stay free of shard_map annotations (a NaN placeholder in lax.cond would otherwise need a pcast).
-            mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=members, check_vma=False)
-            return jax.jit(mapped, **jit_kwargs)
-
-        def chunk(state):
-            self.traces += 1
-            return in_batches(health.with_finite_flags(agent.chunk), state, member_batch)
-
-        def evaluate(state, key):
-            act = lambda obs, _: experiment.act(state, obs)  # noqa: E731
-            return evaluation.episode_returns(env, act, key, eval_episodes, episode_length)
-
-        self.init = on_mesh(jax.vmap(agent.init, in_axes=(0, 0, None)), (members, members, P()))
-        self.chunk = on_mesh(chunk, members, donate_argnums=0)
-        self.evaluate = on_mesh(lambda *args: in_batches(evaluate, args, member_batch, unpack=True),
-                                (members, members))
-
-
-def in_batches(fn: Callable, tree: Any, batch: int, unpack: bool = False) -> Any:
-    """`vmap(fn)` over the leading axis, `batch` members at a time (a `lax.scan` over the batches).
-
-    Like `lax.map(fn, tree, batch_size=batch)`, with explicit shapes: MJX states hold zero-size arrays, on which
-    lax.map's reshape fails. The leading size must be a multiple of `batch`.
-    """
-    size = jax.tree.leaves(tree)[0].shape[0]
-    batches = size // batch
-    split = jax.tree.map(lambda x: x.reshape((batches, batch) + x.shape[1:]), tree)
-    mapped = jax.vmap(lambda x: fn(*x)) if unpack else jax.vmap(fn)
-    _, out = jax.lax.scan(lambda carry, x: (carry, mapped(x)), None, split)
-    return jax.tree.map(lambda x: x.reshape((size,) + x.shape[2:]), out)
-
-
-PROGRAMS: dict[tuple, Program] = {}
-
-
-def program_for(experiment: Experiment, mesh: Mesh, num_members: int, eval_episodes: int,
-                member_batch: int) -> Program:
-    key = (experiment.run.task, experiment.run.algo, experiment.config, jax.tree.structure(experiment.prior), mesh,
-           num_members, eval_episodes, member_batch)
-    if key not in PROGRAMS:
-        PROGRAMS[key] = Program(experiment, mesh, eval_episodes, member_batch)
-    return PROGRAMS[key]
-
-
-def sweep_devices(task: str) -> int | None:
-    """The local devices a sweep of `task` uses unless --devices says: all, but on a CPU what the task allows
-    (`envs.Task.cpu_sweep_devices`)."""
-    if jax.devices()[0].platform != "cpu" or jax.process_count() > 1:
-        return None
-    return envs.get_task(task).cpu_sweep_devices
-
-
-def default_member_batch(members_per_device: int, num_envs: int) -> int:
-    if jax.devices()[0].platform != "cpu":
-        return members_per_device
-    return max(1, min(members_per_device, 256 // num_envs))
-
-
-def member_slice(tree: Any, index: int) -> Any:
-    return jax.tree.map(lambda x: x[index], tree)
-
-
 def resumed(config: SweepConfig) -> SweepConfig:
     """The sweep stored in `config.resume`, with the flags a resume may change taken from `config`."""
     stored = settings.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep")
@@ -227,10 +149,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     experiment = make_train(members[0].run)
     hypers = [experiment.with_values(**m.point)[1] for m in members]
     mesh = devices.member_mesh(config.devices or sweep_devices(config.task))
-    per_device = -(-len(members) // mesh.size)
-    member_batch = min(config.member_batch or default_member_batch(per_device, experiment.config.num_envs),
-                       per_device)
-    padded = mesh.size * member_batch * -(-per_device // member_batch)  # equal whole batches on every device
+    member_batch, padded = layout(len(members), mesh.size, config.member_batch, experiment.config.num_envs)
     pad = lambda xs: list(xs) + [xs[-1]] * (padded - len(xs))  # noqa: E731
     program = program_for(experiment, mesh, padded, config.eval_episodes, member_batch)
     on_members = lambda tree: devices.to_global(tree, mesh, P(devices.MEMBERS))  # noqa: E731

@@ -1,4 +1,4 @@
-"""Every registered task builds, steps, and reports the add-on reward SPEC.md §4 defines."""
+"""Every registered task builds, steps, and reports the add-on reward docs/design.md §4 defines."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 from rpg_jax import envs
 from rpg_jax.errors import UserError
 
-# r_R written again from SPEC.md §4, independently of the registry, applied to the observation reached.
+# r_R written again from docs/design.md §4, independently of the registry, applied to the observation reached.
 EXPECTED_ADDON = {
     "inverted_pendulum": lambda obs, a: np.exp(-0.5 * ((obs[0] - 0.5) / 0.25) ** 2),
     "halfcheetah": lambda obs, a: -10.0 * abs(obs[7]),

@@ -1,5 +1,5 @@
 """End to end on the classic tasks, across families. The cartpole check uses the RQL paper's settings (1e5 steps);
-Residual SAC's learning on mountaincar is measured by benchmarks/customization_table.py (README)."""
+Residual SAC's learning on mountaincar is measured by benchmarks/customization_table.py (docs/results.md)."""
 
 import json
 

@@ -32,7 +32,7 @@ def test_residual_ppo_gains_addon_return_and_keeps_the_basic_task(prior_run, tmp
     custom = train.train(run)
     before, after = prior_summary["eval"], custom["eval"]
     # The demo's prior (seed 0) customizes slowly in this build: +86 in 409,600 steps over 4 seeds' worth of runs
-    # (229 ± 23 from 147); priors of seeds 1 and 2 reach +848 and +854 (README, "What the demo shows").
+    # (229 ± 23 from 147); priors of seeds 1 and 2 reach +848 and +854 (README, "What the demo shows"; docs/results.md, "The demo").
     assert after["addon_return"]["mean"] > before["addon_return"]["mean"] + 50.0, (before, after)
     assert after["basic_return"]["mean"] >= BASIC_RETURN_KEPT * before["basic_return"]["mean"], (before, after)
     summary = json.loads((tmp_path / "residual" / "summary.json").read_text())
@@ -89,6 +89,40 @@ def test_prior_of_another_task_is_refused(prior_run):
     prior_config, _ = prior_run
     with pytest.raises(UserError, match="trained on task 'inverted_pendulum', not 'other'"):
         priors.run.load_prior(prior_config.out, task="other", obs_size=4, action_size=1)
+
+
+def test_the_one_fit_check_keeps_each_formats_words():
+    """Run directories, Brax checkpoints and SB3 zips share `priors.fit.check`; each words its refusals as before."""
+    from rpg_jax.priors import fit
+
+    class Box:  # what the check reads of a gym action space: its bounds, and its repr in a refusal
+        low, high = np.zeros(1), np.ones(1)
+
+        def __str__(self):
+            return "Box(0.0, 1.0, (1,), float32)"
+
+    cartpole = dict(task="cartpole", obs_size=4, action_size=1, discrete_actions=2)
+    pendulum = dict(task="inverted_pendulum", obs_size=4, action_size=1)
+    run = fit.Spaces("run", "r", (4,), (1,), records_task=True, trained_on="inverted_pendulum")
+    fit.check(run, **pendulum)
+    refusals = [
+        (run, cartpole, "prior r has continuous actions of size 1, but task 'cartpole' has 2 discrete actions"),
+        (dataclasses.replace(run, obs_shape=(3,)), pendulum,
+         "prior r expects observations of size 3, but task 'inverted_pendulum' gives 4"),
+        (run, {**pendulum, "task": "other"}, "prior r was trained on task 'inverted_pendulum', not 'other'"),
+        (fit.Spaces("brax", "b", (4,), (1,)), cartpole,
+         "Brax checkpoint b has actions of size 1, but task 'cartpole' has 2 discrete actions"),
+        (fit.Spaces("sb3", "s", (4,), (1,), None, Box()), cartpole,
+         "s acts in Box(0.0, 1.0, (1,), float32), but task 'cartpole' has 2 discrete actions"),
+        (fit.Spaces("sb3", "s", (4,), (2,), None, Box()), pendulum,
+         "s has actions of shape (2,), but task 'inverted_pendulum' has (1,)"),
+        (fit.Spaces("sb3", "s", (4,), (1,), None, Box()), pendulum,
+         "s acts in [[0.], [1.]], but task 'inverted_pendulum' acts in [−1, 1]"),
+    ]
+    for spaces, task, message in refusals:
+        with pytest.raises(UserError) as refused:
+            fit.check(spaces, **task)
+        assert str(refused.value) == message
 
 
 def test_prior_log_prob_is_clipped_and_frozen(prior_run):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, cli, devices, priors, rundir, settings, sweep, train
+from rpg_jax import checkpoint, cli, devices, members, priors, rundir, settings, sweep, train
 from rpg_jax.agents import ppo
 from rpg_jax.settings import DQNSettings, PPOSettings, RunConfig, SACSettings
 from rpg_jax.errors import UserError
@@ -111,13 +111,13 @@ def test_summary_gives_mean_and_std_over_seeds_per_grid_point(tmp_path):
 def test_chunk_is_traced_once_across_chunks_and_across_sweeps_of_the_same_shape(tmp_path):
     common = dict(algo="soft_dqn", seeds=2, eval_episodes=2, quiet=True, **{**TINY["soft_dqn"], "steps": 1200})
     sweep.sweep(sweep.SweepConfig(temperature="0.1,0.2", out=tmp_path / "a", **common))  # 3 chunks
-    programs = [p for key, p in sweep.PROGRAMS.items() if key[0] == "cartpole" and key[5] == 4]
+    programs = [p for key, p in members.PROGRAMS.items() if key[0] == "cartpole" and key[5] == 4]
     assert len(programs) == 1 and programs[0].traces == 1
     sweep.sweep(sweep.SweepConfig(temperature="0.7,3", seed=5, out=tmp_path / "b", **common))  # new values, seeds
     assert programs[0].traces == 1
     sweep.sweep(sweep.SweepConfig(temperature="0.1,0.2,0.3", out=tmp_path / "c", **common))  # 6 members: new shape
     assert programs[0].traces == 1
-    six = [p for key, p in sweep.PROGRAMS.items() if key[0] == "cartpole" and key[5] == 6]
+    six = [p for key, p in members.PROGRAMS.items() if key[0] == "cartpole" and key[5] == 6]
     assert len(six) == 1 and six[0].traces == 1
 
 
@@ -298,7 +298,7 @@ def test_a_diverging_member_stops_the_sweep_and_writes_status_failed(tmp_path, c
         return loss + nan, {**metrics, "policy_loss": metrics["policy_loss"] + nan}
 
     monkeypatch.setattr(ppo, "ppo_loss", poisoned_loss)
-    monkeypatch.setattr(sweep, "PROGRAMS", {})  # neither reuse a compiled sweep nor leave this one to others
+    monkeypatch.setattr(members, "PROGRAMS", {})  # neither reuse a compiled sweep nor leave this one to others
     out = tmp_path / "sweep"
     code, captured = run_cli(capsys, "sweep", "--task", "mountaincar", "--algo", "soft_ppo", "--lr", "1e-3,2e-3",
                              "--seeds", "1", "--steps", str(4 * chunk_steps), "--num-envs", "8",

@@ -1,4 +1,4 @@
-"""The two identities of SPEC.md §2 and the Soft Policy Gradient identity, exactly, on random MDPs."""
+"""The two identities of docs/design.md §2 and the Soft Policy Gradient identity, exactly, on random MDPs."""
 
 import numpy as np
 import pytest
@@ -87,7 +87,7 @@ def test_bad_shapes_are_refused():
         tabular.soft_value_iteration(P, r[:, :2], GAMMA, 1.0)
 
 
-# Episodes: absorbing terminal states and time limits (README, "When customization drops the basic task").
+# Episodes: absorbing terminal states and time limits (docs/results.md, "Keeping the basic task, seed after seed").
 
 
 def with_terminal(seed: int):

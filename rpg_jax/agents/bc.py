@@ -88,7 +88,7 @@ class TrainState:
 def bc_loss(params: Any, normalizer: normalization.Normalizer, obs: chex.Array, actions: chex.Array,
             temperature: chex.Array, key: chex.PRNGKey, *, policy_spec) -> tuple[chex.Array, dict]:
     """−mean log π(a|s) − α·mean H(π(·|s)) on a minibatch; squashed actions are inverted through tanh (clipped
-    inside (−1, 1), SPEC.md §3.2), indices are looked up."""
+    inside (−1, 1), docs/design.md §3.2), indices are looked up."""
     dist = policy_spec.distribution(params, normalizer, obs)
     log_likelihood = jnp.mean(dist.log_prob(actions))
     entropy = jnp.mean(dist.entropy(key))

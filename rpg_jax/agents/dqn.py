@@ -1,4 +1,4 @@
-"""Soft DQN and Residual soft DQN (Li et al., 2023, Residual Q-Learning; SPEC.md §3.3), in lax.scan.
+"""Soft DQN and Residual soft DQN (Li et al., 2023, Residual Q-Learning; docs/design.md §3.3), in lax.scan.
 
   target  y = c_b·r + c_a·r_R + γ(1 − term)·α̂·logsumexp_a'((Q̄_R(s', a') + ω'·log π_prior(a'|s')) / α̂)
   policy  π̂(·|s) = softmax((Q_R(s, ·) + ω'·log π_prior(·|s)) / α̂), ε-uniform while exploring
@@ -7,7 +7,7 @@
 With ω' = 0 and (c_b, c_a) = (1, 0) it is soft DQN on the basic reward at temperature α̂. The official code
 uses α̂ = ω' = 1, a hard target copy (τ = 1) and a grad-norm clip of 10; its learning rate 2.3e-3 with a copy
 every 10 env steps diverged here after ~1e5 steps. A hard copy every 50 updates at 1e-3 still let Q diverge now
-and then (to 1e4–1e7, the policy then drops the pole: README, "Keeping the basic task"), hence the defaults 1e-3
+and then (to 1e4–1e7, the policy then drops the pole: docs/results.md, "Keeping the basic task"), hence the defaults 1e-3
 and Polyak averaging (τ = 0.005) after every update. A residual Q_R starts with a zero output layer, so the
 customized policy starts as the prior (when ω' = α̂).
 """

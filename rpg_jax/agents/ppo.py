@@ -1,4 +1,4 @@
-"""One PPO for the whole family: PPO, Soft PPO, Residual PPO, KL PPO, Greedy PPO and Full (SPEC.md §3.1).
+"""One PPO for the whole family: PPO, Soft PPO, Residual PPO, KL PPO, Greedy PPO and Full (docs/design.md §3.1).
 
 The variants differ only in the Objective inside `Hyper` (the shaped reward r̃) and in whether the actor
 starts from the prior. A training iteration is a pure function `TrainState -> (TrainState, metrics)`:

@@ -1,4 +1,4 @@
-"""SAC and Residual SAC (Li et al., 2023, Residual Q-Learning; SPEC.md §3.2), many envs per step, in lax.scan.
+"""SAC and Residual SAC (Li et al., 2023, Residual Q-Learning; docs/design.md §3.2), many envs per step, in lax.scan.
 
 With the Objective's reward view the two are one algorithm:
 

@@ -1,6 +1,6 @@
 """Pure-JAX CartPole-v1 and MountainCarContinuous-v0 (gymnasium's dynamics) on Brax's Env API.
 
-The customization tasks of the Residual Q-Learning paper (SPEC.md §4). The observation is the physical state,
+The customization tasks of the Residual Q-Learning paper (docs/design.md §4). The observation is the physical state,
 so a state can be set exactly (the gymnasium parity tests do). Time limits come from the task registry's
 EpisodeWrapper, as for the MuJoCo tasks.
 """
@@ -32,7 +32,7 @@ class _ClassicEnv(Env):
 class CartPole(_ClassicEnv):
     """gymnasium CartPole-v1: push left (0) or right (1); the episode ends when |x| > 2.4 or |θ| > 12°.
 
-    obs = (x, ẋ, θ, θ̇). Basic reward (SPEC.md §4): 1 − 10·|θ| / 0.2095, keeping the pole upright rather than
+    obs = (x, ẋ, θ, θ̇). Basic reward (docs/design.md §4): 1 − 10·|θ| / 0.2095, keeping the pole upright rather than
     merely alive. The action is an integer index.
     """
 

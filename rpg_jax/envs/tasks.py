@@ -1,4 +1,4 @@
-"""The task registry: name -> base env, add-on reward and episode length (SPEC.md §4)."""
+"""The task registry: name -> base env, add-on reward and episode length (docs/design.md §4)."""
 
 from __future__ import annotations
 

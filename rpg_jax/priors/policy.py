@@ -13,7 +13,7 @@ from flax import struct
 from rpg_jax import distributions, normalization, objective as objective_lib
 from rpg_jax.networks import CategoricalPolicySpec, PolicySpec, SoftQPolicySpec
 
-# log π_prior is clipped from below (SPEC.md §3.2): a prior that finds an action impossible must not turn the
+# log π_prior is clipped from below (docs/design.md §3.2): a prior that finds an action impossible must not turn the
 # shaped reward, or a gradient through it, into −inf.
 LOG_PROB_MIN = -50.0
 
