@@ -1,5 +1,5 @@
 """What every agent shares: one step of the batched env read as rewards and episode ends, the episode metrics,
-the reset at `init`, and the chunk (`lax.scan` of iterations)."""
+the reset at `init` (spread over the episode for tasks that never end), and the chunk (`lax.scan` of iterations)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,11 @@ def unaliased(state: Any) -> Any:
 def chunk(iteration: Callable[[Any], tuple[Any, dict]], state: Any, length: int) -> tuple[Any, dict]:
     """`length` iterations in one `lax.scan`; metrics stacked on a leading axis."""
     return jax.lax.scan(lambda s, _: iteration(s), state, None, length=length)
+
+
+def desynchronized(env_state: Any, key: chex.PRNGKey, episode_length: int) -> Any:
+    """Env states whose first episode is cut at a random step: each env's step counter starts uniformly in
+    [0, episode_length), so the time limits, and every later reset, are spread over the episode."""
+    steps = env_state.info["steps"]
+    offsets = jax.random.randint(key, steps.shape, 0, episode_length).astype(steps.dtype)
+    return env_state.replace(info={**env_state.info, "steps": offsets})

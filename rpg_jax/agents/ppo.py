@@ -31,6 +31,8 @@ from flax import struct
 
 from rpg_jax import networks, normalization, objective as objective_lib
 from rpg_jax.agents import common, gail
+from rpg_jax.agents.common import desynchronized
+from rpg_jax.agents.gae import gae_advantages
 from rpg_jax.agents.optim import init_with_hyperparams
 from rpg_jax.networks import PolicySpec, ValueSpec
 from rpg_jax import priors as prior_lib
@@ -174,36 +176,6 @@ class Transition:
     step: common.EnvStep  # rewards, termination ≠ truncation, the observation reached, episode sums
 
 
-def gae_advantages(
-    rewards: chex.Array,
-    values: chex.Array,
-    next_values: chex.Array,
-    terminations: chex.Array,
-    dones: chex.Array,
-    discount: chex.Array,
-    gae_lambda: chex.Array,
-) -> chex.Array:
-    """Generalized advantage estimation on time-major arrays (T, ...).
-
-        δ_t = r_t + γ·(1 − term_t)·V(s'_t) − V(s_t)
-        A_t = δ_t + γ·λ·(1 − done_t)·A_{t+1},   A_T = 0
-
-    `next_values[t]` is V of the observation reached at step t, before any reset, so a time limit
-    (done_t = 1, term_t = 0) bootstraps from the final observation while a terminal does not; either way the
-    trace stops at an episode boundary.
-    """
-    chex.assert_equal_shape([rewards, values, next_values, terminations, dones])
-    deltas = rewards + discount * (1.0 - terminations) * next_values - values
-
-    def backward(carry, xs):
-        delta, done = xs
-        advantage = delta + discount * gae_lambda * (1.0 - done) * carry
-        return advantage, advantage
-
-    _, advantages = jax.lax.scan(backward, jnp.zeros_like(rewards[0]), (deltas, dones), reverse=True)
-    return advantages
-
-
 def ppo_loss(
     params: Any,
     normalizer: normalization.Normalizer,
@@ -265,14 +237,6 @@ def held_objective(hyper: Hyper, kl: chex.Array) -> objective_lib.Objective:
     error = jnp.clip(kl / jnp.maximum(hyper.kl_target, 1e-12) - 1.0, -1.0, 1.0)
     factor = jnp.where(hyper.kl_target > 0, jnp.exp(hyper.kl_rate * error), 1.0)
     return objective.replace(prior_weight=objective.prior_weight * factor, temperature=objective.temperature * factor)
-
-
-def desynchronized(env_state: Any, key: chex.PRNGKey, episode_length: int) -> Any:
-    """Env states whose first episode is cut at a random step: each env's step counter starts uniformly in
-    [0, episode_length), so the time limits, and every later reset, are spread over the episode."""
-    steps = env_state.info["steps"]
-    offsets = jax.random.randint(key, steps.shape, 0, episode_length).astype(steps.dtype)
-    return env_state.replace(info={**env_state.info, "steps": offsets})
 
 
 class PPO:
@@ -366,9 +330,8 @@ class PPO:
         shaped = hyper.reward_scale * shaped_reward(hyper, reward_basic, step.reward_addon, data)
         value_fn = lambda obs: self.value_spec.value(state.params.value, normalizer, obs)  # noqa: E731
         values, next_values = value_fn(data.obs), value_fn(step.next_obs)
-        advantages = gae_advantages(
-            shaped, values, next_values, step.termination, step.done, hyper.discount, hyper.gae_lambda
-        )
+        advantages = gae_advantages(shaped, values, next_values, step.termination, step.done, hyper.discount,
+                                    hyper.gae_lambda)
         value_targets = advantages + values
         actor_learns = state.iteration >= hyper.critic_warmup_iterations
         # PPO's optimizer states are the actor's and the critic's only; GAIL's discriminator has its own.
@@ -424,17 +387,8 @@ class PPO:
             params, opt_state, key = carry
             key, key_loss = jax.random.split(key)
             batch, adv, targets = minibatch
-            (_, metrics), grads = grad_fn(
-                params,
-                normalizer,
-                batch,
-                adv,
-                targets,
-                key_loss,
-                policy_spec=self.policy_spec,
-                value_spec=self.value_spec,
-                hyper=hyper,
-            )
+            (_, metrics), grads = grad_fn(params, normalizer, batch, adv, targets, key_loss,
+                                          policy_spec=self.policy_spec, value_spec=self.value_spec, hyper=hyper)
             # One clip over both networks' gradients, as in Brax's PPO (a warming-up critic's alone); then each
             # network's own Adam.
             grads = grads.replace(policy=jax.tree.map(lambda g: jnp.where(actor_learns, g, 0.0), grads.policy))
