@@ -10,7 +10,7 @@ the loss metrics the health check watches, and the action spaces it takes.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -21,9 +21,9 @@ from rpg_jax.errors import UserError
 from rpg_jax.networks import SoftQPolicySpec
 from rpg_jax.priors import Prior
 
-if TYPE_CHECKING:
-    from rpg_jax.algorithms import Algorithm
-    from rpg_jax.settings import RunConfig
+# The groups' methods take `run`, a resolved `settings.RunConfig`, and `algo`, its `algorithms.Algorithm`; both of
+# those modules import this one, so the types are named here and not imported.
+RunConfig = Algorithm = Any
 
 @dataclasses.dataclass(frozen=True)
 class Shared:

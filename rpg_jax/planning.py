@@ -35,7 +35,6 @@ is E[Σ r_R] − α̂·KL(π̂ ‖ π_prior), and a KL is the same in u and in a
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import chex
@@ -50,7 +49,7 @@ METHODS = ("residual", "greedy", "full")
 """residual: r_R + ω'·log π_prior; greedy: r_R alone (ω' = 0); full: r + r_R (ω' = 0), knowing r."""
 
 
-@struct.dataclass(kw_only=True)
+@struct.dataclass
 class Weights:
     """The planner's numbers, traced: a grid of them shares one compiled program.
 
@@ -60,23 +59,11 @@ class Weights:
         0 otherwise; ω' is 0 for Greedy and Full.
       gamma: discount inside the planning horizon.
       noise: MPPI's perturbation scale in pre-tanh action space (unused by the tree).
-
-    `Weights(prior_weight=, temperature=, basic_weight=, gamma=, noise=)` still builds one from the numbers
-    themselves (the add-on reward's weight is 1).
     """
 
-    objective: objective_lib.Objective = None
+    objective: objective_lib.Objective
     gamma: chex.Array
     noise: chex.Array
-    prior_weight: dataclasses.InitVar[float | None] = None
-    temperature: dataclasses.InitVar[float | None] = None
-    basic_weight: dataclasses.InitVar[float | None] = None
-
-    def __post_init__(self, prior_weight, temperature, basic_weight):
-        if self.objective is None:
-            objective = objective_lib.residual(prior_weight, temperature)
-            object.__setattr__(self, "objective", objective.replace(basic_weight=jnp.asarray(basic_weight,
-                                                                                              jnp.float32)))
 
 
 def method_objective(method: str, *, prior_weight: float, temperature: float) -> objective_lib.Objective:

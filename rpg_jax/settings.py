@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import tyro
 
-from rpg_jax import algorithms, devices, envs
+from rpg_jax import algorithms, devices, envs, rundir
 from rpg_jax.algorithms import Algorithm, AlgoName
-from rpg_jax.families import FAMILIES, BCSettings, DQNSettings, PPOSettings, SACSettings, Shared
 from rpg_jax.errors import UserError
+from rpg_jax.families import FAMILIES, BCSettings, DQNSettings, PPOSettings, SACSettings, Shared
 from rpg_jax.logging import require_wandb
 
 
@@ -274,8 +275,6 @@ def from_json(fields: dict[str, Any], cls: type = RunConfig) -> RunConfig:
 def read_run(run_dir: Path, cls: type = RunConfig, key: str = "run"):
     """The settings run_dir's config.json describes under `key` (a run's, or a sweep's with SweepConfig), writing
     to `run_dir` (for --resume)."""
-    from rpg_jax import rundir  # the run directory's format; it imports no settings
-
     record = rundir.read_config(run_dir)
     if key not in record:
         raise UserError(f"{run_dir}/{rundir.CONFIG} describes no {key}; is {run_dir} a {key} directory of rpg-jax?")
@@ -309,8 +308,6 @@ def dataclass_from_json(cls: type, fields: dict[str, Any]) -> Any:
     """The settings dataclass `cls` that `dataclass_to_json` wrote: nested dataclasses rebuilt from their dicts,
     lists back to tuples, a path field's string back to a Path (an empty one: None); a field left out takes its
     default. TypeError on unknown fields."""
-    import typing
-
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in fields.items():

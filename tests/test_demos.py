@@ -92,9 +92,9 @@ def test_demos_of_a_plan(prior_run, tmp_path, capsys):
     prior_config, _ = prior_run
     plan_dir = tmp_path / "plan"
     code, captured = run_cli(capsys, "plan", str(prior_config.out), "--samples", "4", "--horizon", "4", "--tail",
-                             "4", "--episodes", "2", "--out", str(plan_dir))
+                             "4", "--episodes", "1", "--out", str(plan_dir))
     assert code == 0, captured.err
-    code, captured = run_cli(capsys, "demos", str(plan_dir), "--episodes", "2", "--out", str(tmp_path / "p.npz"))
+    code, captured = run_cli(capsys, "demos", str(plan_dir), "--episodes", "1", "--out", str(tmp_path / "p.npz"))
     assert code == 0, captured.err
     assert demos.load(tmp_path / "p.npz", "inverted_pendulum").observations.shape[1] == \
         envs.make("inverted_pendulum").observation_size

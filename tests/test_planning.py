@@ -11,7 +11,7 @@ import pytest
 from brax.envs.base import Env, State
 from flax import struct
 
-from rpg_jax import envs, normalization, planning, tabular
+from rpg_jax import envs, normalization, objective, planning, tabular
 from rpg_jax.networks import PolicySpec
 from rpg_jax.prior import Prior
 
@@ -153,7 +153,7 @@ def test_mppi_weights_by_cost_and_shifts_the_plan():
     """One MPPI step by hand on mountaincar: each candidate's cost (every term: r_R, r, ω'·log π_prior, the tail
     of prior mean actions, a terminal value), the weights exp(−(S − min S)/α̂), the action and the next nominal."""
     prior, env = fixed_scale_prior("mountaincar")
-    w = planning.Weights(prior_weight=jnp.float32(0.5), temperature=jnp.float32(0.5), basic_weight=jnp.float32(1.0),
+    w = planning.Weights(objective=objective.residual(0.5, 0.5).replace(basic_weight=jnp.float32(1.0)),
                          gamma=jnp.float32(0.9), noise=jnp.float32(0.2))
     value = lambda obs: 3.0 * obs[0]  # noqa: E731
     state = env.reset(jax.random.PRNGKey(1))
@@ -189,7 +189,7 @@ def test_mppi_weights_by_cost_and_shifts_the_plan():
     np.testing.assert_allclose(next_nominal[-1], np.tensordot(weight, np.asarray(ends), axes=1), atol=1e-5)
 
 
-TINY_MPPI = ("--samples", "4", "--horizon", "4", "--tail", "4", "--episodes", "2")
+TINY_MPPI = ("--samples", "4", "--horizon", "4", "--tail", "4", "--episodes", "1")
 
 
 def test_plan_writes_a_run_directory_that_evaluate_and_render_read(prior_run, tmp_path, capsys):
@@ -204,9 +204,9 @@ def test_plan_writes_a_run_directory_that_evaluate_and_render_read(prior_run, tm
     assert set(first["eval"]) == set(prior_summary["eval"])  # training's evaluation keys
     assert first["task"] == "inverted_pendulum" and first["planner"] == "mppi" and first["algo"] == "plan_residual"
     assert first["objective"]["prior_weight"] == pytest.approx(0.2)  # ω' = α of the prior by default
-    assert first["planned_env_steps"] == 2 * 1000 * 4 * (4 + 4)
+    assert first["planned_env_steps"] == 1 * 1000 * 4 * (4 + 4)
 
-    code, captured = run_cli(capsys, "evaluate", str(runs[0]), "--episodes", "2")
+    code, captured = run_cli(capsys, "evaluate", str(runs[0]), "--episodes", "1")
     assert code == 0, captured.err
     assert f"{first['eval']['addon_return']['mean']:.1f}" in captured.out
 

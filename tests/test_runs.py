@@ -159,7 +159,7 @@ def test_a_kl_target_holds_the_policy_near_the_prior(prior_run, tmp_path):
     """With a small target ω' = α̂ climb and the KL falls towards it; with a large one they fall. ω', α̂ and the KL
     are logged every chunk, the final weights are the run's objective, and the guard records the last KL."""
     prior_config, _ = prior_run
-    common = dict(algo="residual_ppo", prior=prior_config.out, steps=40_960, eval_episodes=2)
+    common = dict(algo="residual_ppo", prior=prior_config.out, steps=30_720, eval_episodes=2)
     ppo_settings = dataclasses.replace(SMALL["ppo"], critic_warmup_updates=0)
     tight = train.train(small_run(tmp_path, "tight", kl_target=0.001, ppo=ppo_settings, **common))
     loose = train.train(small_run(tmp_path, "loose", kl_target=100.0, ppo=ppo_settings, **common))
