@@ -26,7 +26,6 @@ from rpg_jax import algorithms, demos as demos_lib, envs, objective as objective
 from rpg_jax.families import FAMILIES, Family
 from rpg_jax.algorithms import Algorithm
 from rpg_jax.errors import UserError
-from rpg_jax.networks import GaussianPolicySpec, SoftQPolicySpec
 from rpg_jax.priors import Prior
 from rpg_jax.settings import RunConfig
 
@@ -138,11 +137,11 @@ def make_train(run: RunConfig) -> Experiment:
     check_action_space(algo, run.task, env)
     prior = (priors.load(run.prior, run.task, env, run.prior_temperature)
              if run.prior is not None else None)
-    if prior is not None and isinstance(prior.spec, GaussianPolicySpec) and not algo.init_from_prior:
+    if prior is not None and prior.unsquashed and not algo.init_from_prior:
         raise UserError(f"{run.prior} is an unsquashed Gaussian policy (SB3's PPO): --algo {algo.name} evaluates it "
                         "at tanh-squashed actions; customize it with an actor that starts as it (residual_ppo, "
                         "kl_ppo, greedy_ppo)")
-    if algo.init_from_prior and isinstance(prior.spec, SoftQPolicySpec) and prior.spec.prior_weight != 0.0:
+    if algo.init_from_prior and prior.residual:
         raise UserError(f"--algo {algo.name} starts its actor as the prior, but {run.prior} is a residual soft-Q "
                         "customization of another prior; start from a soft_dqn run or a policy instead")
     objective = algorithms.make_objective(algo, run, prior)

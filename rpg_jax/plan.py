@@ -20,7 +20,6 @@ import tyro
 
 from rpg_jax import algorithms, envs, evaluation, planning, priors, rundir, settings
 from rpg_jax.errors import UserError
-from rpg_jax.networks import GaussianPolicySpec
 from rpg_jax.priors import Prior
 
 
@@ -107,7 +106,7 @@ def check_numbers(config: PlanConfig) -> None:
 def make_planner(config: PlanConfig, prior: Prior, kind: str) -> planning.Planner:
     """The Planner `config` describes for `prior`: ω' and α̂ default to the prior's α (ω = 1), as in training
     (`algorithms.residual_objective`); Greedy and Full drop ω', so only α̂ needs one."""
-    if isinstance(prior.spec, GaussianPolicySpec):
+    if prior.unsquashed:
         raise UserError(f"{config.prior} is an unsquashed Gaussian policy (SB3's PPO); MPPI perturbs tanh-squashed "
                         "actions: plan with a tanh-Gaussian or discrete prior")
     no_temperature = config.temperature is None and prior.temperature <= 0  # a set α̂ is > 0 (check_numbers)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rpg_jax import distributions, normalization, objective as objective_lib
-from rpg_jax.networks import CategoricalPolicySpec, PolicySpec, SoftQPolicySpec
+from rpg_jax.networks import CategoricalPolicySpec, GaussianPolicySpec, PolicySpec, SoftQPolicySpec
 
 # log π_prior is clipped from below (docs/design.md §3.2): a prior that finds an action impossible must not turn the
 # shaped reward, or a gradient through it, into −inf.
@@ -44,6 +44,17 @@ class Policy:
     @property
     def discrete_actions(self) -> int | None:
         return self.spec.discrete_actions
+
+    @property
+    def unsquashed(self) -> bool:
+        """A Gaussian over unbounded actions (SB3's PPO), not a tanh-Gaussian: its density is not one of squashed
+        actions, so only an actor that starts as it can customize it, and MPPI cannot plan with it."""
+        return isinstance(self.spec, GaussianPolicySpec)
+
+    @property
+    def residual(self) -> bool:
+        """A residual soft-Q customization of another prior (`base`), not a policy of its own."""
+        return isinstance(self.spec, SoftQPolicySpec) and self.spec.prior_weight != 0.0
 
     def log_probs(self, obs: chex.Array) -> chex.Array:
         """log π(·|s) over all discrete actions, shape (..., num_actions), clipped below at LOG_PROB_MIN."""
