@@ -26,7 +26,8 @@ from rpg_jax.agents.sac import SAC, Config as SACConfig, Hyper as SACHyper
 from rpg_jax.errors import UserError
 from rpg_jax.experiment import Experiment, make_train, stack
 from rpg_jax.objective import Objective, shaped_reward
-from rpg_jax.priors import Policy, Prior, load as load_prior, load_run_policy
+from rpg_jax.priors import Policy, Prior, load_run_policy
+from rpg_jax.priors.run import load_prior
 from rpg_jax.settings import DQNSettings, PPOSettings, RunConfig, SACSettings
 from rpg_jax.train import evaluate_run
 
