@@ -37,7 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
-from rpg_jax import envs, priors, rundir, settings, train  # noqa: E402
+from rpg_jax import envs, loop, priors, settings, train  # noqa: E402
 from rpg_jax.experiment import make_train  # noqa: E402
 from rpg_jax.priors import LOG_PROB_MIN  # noqa: E402
 
@@ -49,9 +49,8 @@ def soft_critic(prior_dir: Path):
     """V(obs) of a Soft PPO run in return units (its critic divided by the reward scale it learnt on), from the
     run's newest training-state snapshot (a finished run's last chunk)."""
     experiment = make_train(settings.read_run(prior_dir))
-    template = {"state": train.initial_state(experiment), "train_s": np.zeros((), np.float64)}
-    _, saved = rundir.restore_train_state(prior_dir, template)
-    state = jax.tree.map(jnp.asarray, saved["state"])
+    _, saved, _ = loop.snapshot(prior_dir, train.initial_state(experiment))
+    state = jax.tree.map(jnp.asarray, saved)
     scale = float(experiment.hyper.reward_scale)
     spec = experiment.agent.value_spec
     return lambda obs: spec.value(state.params.value, state.normalizer, obs) / scale

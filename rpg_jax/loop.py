@@ -62,14 +62,21 @@ def open_writer(out: Path, record: dict[str, Any], *, stream, tensorboard: bool,
                          wandb_run=open_wandb(out, record) if wandb else None, fresh=fresh)
 
 
-def restore(out: Path, template: Any, primary: bool = True) -> tuple[int, Any, float]:
-    """(chunks done, the training state on the host, seconds trained) of the newest snapshot in `out`; the metrics
-    of later chunks and the summary are dropped, as the chunks will run again."""
+def snapshot(out: Path, template: Any) -> tuple[int, Any, float]:
+    """(chunks done, the training state on the host, seconds trained) of the newest snapshot in `out`, which must
+    have `template`'s structure (a TrainState); reads only."""
     chunks_done, saved = rundir.restore_train_state(out, {"state": template, "train_s": np.zeros((), np.float64)})
+    return chunks_done, saved["state"], float(saved["train_s"])
+
+
+def restore(out: Path, template: Any, primary: bool = True) -> tuple[int, Any, float]:
+    """`snapshot`, to continue from: the metrics of later chunks and the summary are dropped, as the chunks will
+    run again."""
+    chunks_done, state, train_s = snapshot(out, template)
     if primary:
         keep_records_until(rundir.metrics_path(out), chunks_done)
         rundir.clear_summary(out)
-    return chunks_done, saved["state"], float(saved["train_s"])
+    return chunks_done, state, train_s
 
 
 def run_chunks(chunks: Chunks, chunk: Callable, state: Any, *, first: int, train_s: float,

@@ -229,9 +229,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
 
     points = grid_points(member_rows)
     summary = {
-        "task": config.task,
-        "algo": config.algo,
-        "seeds": sorted({m.seed for m in members}),
+        **sweep_head(config, members),
         "swept": {name: list(values) for name, values in swept.items()},
         "members": member_rows,
         "points": points,
@@ -242,7 +240,6 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         "steps_per_s": len(members) * env_steps / train_s,
         "devices": mesh.size,
         "processes": jax.process_count(),
-        "prior": str(Path(config.prior).absolute()) if config.prior else None,
         "resumed_after_chunk": chunks_done or None,
         "eval": evaluation.summarize({k: v[:len(members)] for k, v in returns.items()}),
         "guard_warnings": [i for i, row in enumerate(member_rows) if row["guard"] and row["guard"]["warning"]],

@@ -68,15 +68,3 @@ def run_cli(capsys, *argv):
     except SystemExit as e:  # tyro's own parse errors
         code = e.code
     return code, capsys.readouterr()
-
-
-# The slowest files first (their tests' seconds, `--durations=0` on the 2-core CPU): with two pytest-xdist workers,
-# the last tests to start are then short ones, and neither worker idles while the other ends a long one.
-SLOWEST_FIRST = ("test_sweep.py", "test_envs.py", "test_workflow_notebooks.py", "test_demos.py", "test_runs.py",
-                 "test_resume.py", "test_qlearning_runs.py", "test_planning.py", "test_brax_import.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-        items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FIRST)))  # stable: files stay in order

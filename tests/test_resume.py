@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpg_jax import checkpoint, health, make_train, priors, rundir, settings, train
+from rpg_jax import checkpoint, health, loop, make_train, priors, rundir, settings, train
 from rpg_jax.agents import dqn, ppo
 from rpg_jax.normalization import init as init_normalizer
 
@@ -107,9 +107,8 @@ def test_nan_in_the_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert not (out / "checkpoints" / "policy").exists()
 
     monkeypatch.setattr(ppo, "ppo_loss", real_loss)  # the last good state is usable: resume without poison
-    template = {"state": train.initial_state(make_train(settings.read_run(out))), "train_s": np.zeros((), np.float64)}
-    chunk, restored = rundir.restore_train_state(out, template)
-    assert chunk == 2 and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["state"].params))
+    chunk, restored, _ = loop.snapshot(out, train.initial_state(make_train(settings.read_run(out))))
+    assert chunk == 2 and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored.params))
 
 
 def test_non_finite_parameters_and_observations_are_named():
