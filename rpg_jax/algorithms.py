@@ -20,6 +20,7 @@ Family = Literal["ppo", "sac", "dqn", "bc"]
 COMMON = frozenset({
     "task", "algo", "steps", "num_envs", "learning_rate", "discount", "iterations_per_chunk", "eval_episodes",
     "seed", "out", "quiet", "shard_envs", "checkpoint_every", "resume", "tensorboard", "wandb", "print_config",
+    "preset",
 })
 
 

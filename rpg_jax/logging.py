@@ -123,9 +123,22 @@ def progress_line(record: dict[str, Any]) -> str:
 
     line = (
         f"[{record['chunk']:>3}/{record['chunks']}] steps {record['env_steps']:>10,d}"
-        f" | {record['steps_per_s']:>8,.0f} steps/s"
+        f" | {record['steps_per_s']:>8,.0f} steps/s | {time_so_far(record['wall_s'], record['eta_s'])}"
         f" | episode basic {fmt('episode_basic_return')} add-on {fmt('episode_addon_return')}"
     )
     if "shaped_reward" in record:
         line += f" | shaped r {record['shaped_reward']:+.3f}"
     return line
+
+
+def clock(seconds: float) -> str:
+    """A duration as m:ss, or h:mm:ss from an hour: "0:42", "12:05", "1:02:03"."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def time_so_far(wall_s: float, eta_s: float) -> str:
+    """Elapsed wall time (compiling included) and the training time left at the pace of the chunks so far:
+    "0:42 elapsed, ~1:30 left"."""
+    return f"{clock(wall_s)} elapsed, ~{clock(eta_s)} left"

@@ -85,10 +85,10 @@ def run_chunks(chunks: Chunks, chunk: Callable, state: Any, *, first: int, train
     """Runs chunks `first` … `chunks.num_chunks`: (final state, seconds trained in all, the last `log` result).
 
     `check(metrics, index)` raises health.NonFiniteError; the loop then writes the failure summary and raises a
-    FloatingPointError saying which checkpoint is kept. `log(index, metrics, seconds, seconds trained in all, state)`
-    sees the metrics without their finite flags.
+    FloatingPointError saying which checkpoint is kept. `log(index, metrics, seconds, seconds trained in all, state,
+    eta_s)` sees the metrics without their finite flags, and the seconds the chunks left are expected to take.
     """
-    logged = None
+    logged, trained_before = None, train_s
     for index in range(first, chunks.num_chunks + 1):
         start = time.perf_counter()
         try:
@@ -103,7 +103,8 @@ def run_chunks(chunks: Chunks, chunk: Callable, state: Any, *, first: int, train
             check(metrics, index)
         except health.NonFiniteError as e:
             raise diverged(chunks, e) from None
-        logged = log(index, health.split_flags(metrics)[0], elapsed, train_s, state)
+        eta_s = (chunks.num_chunks - index) * (train_s - trained_before) / (index - first + 1)
+        logged = log(index, health.split_flags(metrics)[0], elapsed, train_s, state, eta_s)
         if chunks.saves_after(index):
             saved = {"state": to_host(state), "train_s": np.asarray(train_s, np.float64)}
             if chunks.primary:

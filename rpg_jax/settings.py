@@ -17,8 +17,9 @@ import dataclasses
 import math
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import jax
 import tyro
 
 from rpg_jax import algorithms, devices, envs, rundir
@@ -32,14 +33,50 @@ SHARED = tuple(f.name for f in dataclasses.fields(Shared))
 
 # Per task and agent family, the settings the task overrides in the family's defaults ("num_envs",
 # "learning_rate", "policy_hidden", "iterations_per_chunk", "steps") and in an algorithm's own ("temperature",
-# "ppo.desync_episodes", …). Flags override presets (`resolve`).
+# "ppo.desync_episodes", …). Flags override presets (`resolve`). Settings under "cpu" or "accelerator" apply only
+# where the run trains on that class of device (`--preset`, `device_preset`); the rest apply on both.
+# The accelerator sizes (what was measured and what not: docs/gpu.md): cheetah's are the run measured on an H200
+# (2048 envs, 48 chunks: basic 789 in 50 s); hopper's and ant's keep the CPU preset's number of updates (49 and 74
+# chunks) with 32× the envs: their env speed was measured there, their returns were not.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "halfcheetah": {"ppo": {"ppo.desync_episodes": True}},  # it never terminates
     # α of soft_ppo scaled like the add-on: CheetahRun's reward is a tenth of halfcheetah's
-    "cheetah": {"ppo": {"num_envs": 128, "steps": 3_000_000, "temperature": 0.02, "ppo.desync_episodes": True}},
-    "hopper": {"ppo": {"num_envs": 128, "steps": 2_000_000}},
-    "ant": {"ppo": {"num_envs": 128, "steps": 3_000_000}},
+    "cheetah": {"ppo": {"temperature": 0.02, "ppo.desync_episodes": True,
+                        "cpu": {"num_envs": 128, "steps": 3_000_000},
+                        "accelerator": {"num_envs": 2048, "steps": 31_457_280}}},
+    "hopper": {"ppo": {"cpu": {"num_envs": 128, "steps": 2_000_000},
+                       "accelerator": {"num_envs": 4096, "steps": 64_225_280}}},
+    "ant": {"ppo": {"cpu": {"num_envs": 128, "steps": 3_000_000},
+                    "accelerator": {"num_envs": 4096, "steps": 96_993_280}}},
 }
+DEVICE_CLASSES = ("cpu", "accelerator")
+Preset = Literal["auto", "cpu", "accelerator"]
+
+
+def preset(task: str, family: str, device: str) -> dict[str, Any]:
+    """The settings `task`'s preset gives `family` on a `device` class ("cpu" or "accelerator")."""
+    entry = PRESETS.get(envs.get_task(task).name, {}).get(family, {})
+    return {**{k: v for k, v in entry.items() if k not in DEVICE_CLASSES}, **entry.get(device, {})}
+
+
+def device_preset(run: RunConfig) -> tuple[str, str]:
+    """(which preset a run takes, "cpu" or "accelerator"; why): `--preset` where given, else the class of jax's
+    default backend."""
+    if run.preset != "auto":
+        return run.preset, f"--preset {run.preset} was given"
+    backend = jax.default_backend()
+    device = "cpu" if backend == "cpu" else "accelerator"
+    return device, f"--preset auto and jax's default backend is {backend}"
+
+
+def preset_record(run: RunConfig, resumed_from: Path | None = None) -> dict[str, Any]:
+    """What `--print-config` says of the preset: the device class taken, why, and what the task's preset gives there
+    (flags override it)."""
+    device, why = device_preset(run)
+    if resumed_from is not None:
+        why = f"{resumed_from} was started with it (a resumed run keeps its settings)"
+    return {"device": device, "why": why,
+            "task_preset": preset(run.task, algorithms.get(run.algo).family, device)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +142,9 @@ class RunConfig:
     """Also log to Weights & Biases, offline (needs the [wandb] extra; `wandb sync` uploads later)."""
     print_config: bool = False
     """Print the fully resolved settings as JSON and exit without training."""
+    preset: Preset = "auto"
+    """Which of the task's presets to take: sized for a CPU, or for an accelerator (a GPU or TPU: thousands of
+    envs, a larger budget); auto: by jax's default backend. Flags still override it; --print-config says which."""
     ppo: PPOSettings = PPOSettings()
     sac: SACSettings = SACSettings()
     dqn: DQNSettings = DQNSettings()
@@ -125,18 +165,20 @@ def resolve(run: RunConfig) -> RunConfig:
     Resolving a resolved run changes nothing.
     """
     algo = algorithms.get(run.algo)
-    preset = PRESETS.get(envs.get_task(run.task).name, {}).get(algo.family, {})
-    shared = {**dataclasses.asdict(FAMILY_SETTINGS[algo.family].shared), **preset}
+    device = device_preset(run)[0]
+    presets = preset(run.task, algo.family, device)
+    shared = {**dataclasses.asdict(FAMILY_SETTINGS[algo.family].shared), **presets}
     fills = {name: shared[name] for name in SHARED if getattr(run, name) is None and algo.reads_setting(name)}
     group = family_settings(run, algo)
     group_fills = {}
     for name, value in algo.defaults.items():
         family, _, field = name.rpartition(".")
         if not family and getattr(run, field) is None:
-            fills[field] = preset.get(field, value)  # a task may set soft_ppo's α to its reward scale
+            fills[field] = presets.get(field, value)  # a task may set soft_ppo's α to its reward scale
         elif family and getattr(group, field) is None:
-            group_fills[field] = preset.get(name, value)  # a task that never terminates desyncs its episodes
-    return dataclasses.replace(run, **fills, **{algo.family: dataclasses.replace(group, **group_fills)})
+            group_fills[field] = presets.get(name, value)  # a task that never terminates desyncs its episodes
+    return dataclasses.replace(run, **fills, preset=device,
+                               **{algo.family: dataclasses.replace(group, **group_fills)})
 
 
 def ignored_settings(run: RunConfig, algo: Algorithm) -> list[str]:

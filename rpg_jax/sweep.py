@@ -30,7 +30,7 @@ from rpg_jax.errors import UserError
 from rpg_jax.evaluation import RETURNS
 from rpg_jax.experiment import Experiment, hyper_values, make_train, stack
 from rpg_jax.members import layout, member_slice, program_for, sweep_devices
-from rpg_jax.logging import MetricsWriter, chunk_summary
+from rpg_jax.logging import MetricsWriter, chunk_summary, time_so_far
 from rpg_jax.plotting import point_label, save_frontier
 from rpg_jax.settings import RunConfig
 
@@ -130,6 +130,12 @@ def grid(sweep: SweepConfig) -> tuple[dict[str, tuple[float, ...]], list[Member]
     return swept, members
 
 
+def with_preset(config: SweepConfig) -> SweepConfig:
+    """The sweep with its device preset fixed ("auto" resolved), as config.json keeps it: resumed on another kind
+    of device, it trains what it started."""
+    return dataclasses.replace(config, preset=settings.device_preset(config)[0])
+
+
 def resumed(config: SweepConfig) -> SweepConfig:
     """The sweep stored in `config.resume`, with the flags a resume may change taken from `config`."""
     stored = settings.read_run(Path(config.resume).absolute(), SweepConfig, key="sweep")
@@ -142,8 +148,7 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     With `config.resume` set, continues that sweep directory from its newest checkpoint instead.
     """
     resuming = config.resume is not None
-    if resuming:
-        config = resumed(config)
+    config = resumed(config) if resuming else with_preset(config)
     swept, members = grid(config)
     devices.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     experiment = make_train(members[0].run)
@@ -184,8 +189,9 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
         state, train_s, records = loop.run_chunks(
             chunks, program.compiled_chunk, state, first=chunks_done + 1, train_s=train_s,
             check=lambda metrics, index: check_members(metrics, index, members, experiment.family.loss_metrics),
-            log=lambda index, metrics, elapsed, trained_s, state: log_members(
-                metrics, index, num_chunks, elapsed, members, experiment, writer, config.quiet),
+            log=lambda index, metrics, elapsed, trained_s, state, eta_s: log_members(
+                metrics, index, num_chunks, elapsed, members, experiment, writer, config.quiet,
+                wall_s=compile_s + trained_s, eta_s=eta_s),
             to_host=devices.to_host)
     except loop.Diverged as e:
         if primary:
@@ -265,8 +271,8 @@ def episode_ends_of_prior(experiment: Experiment, members: list[Member], episode
 def resolved_settings(config: SweepConfig) -> dict[str, Any]:
     """What `rpg-jax sweep --print-config` shows: the sweep's settings, the grid, and each member's resolved
     settings (as `rpg-jax train --print-config` shows them) with its Objective."""
-    if config.resume is not None:
-        config = resumed(config)
+    resumed_from = None if config.resume is None else Path(config.resume).absolute()
+    config = resumed(config) if resumed_from is not None else with_preset(config)
     swept, members = grid(config)
     experiment = make_train(members[0].run)
     rows = []
@@ -274,7 +280,8 @@ def resolved_settings(config: SweepConfig) -> dict[str, Any]:
         objective, hyper = experiment.with_values(**member.point)
         run = dataclasses.replace(experiment.run, **member.point, seed=member.seed)
         rows.append({**experiment.record(run, objective), "hyper": hyper_values(hyper)})
-    return {"sweep": settings.to_json(config), "swept": {k: list(v) for k, v in swept.items()}, "members": rows}
+    return {"sweep": settings.to_json(config), "swept": {k: list(v) for k, v in swept.items()}, "members": rows,
+            "preset": settings.preset_record(config, resumed_from)}
 
 
 def member_label(index: int, member: Member) -> str:
@@ -291,17 +298,18 @@ def check_members(metrics: dict, index: int, members: list[Member], losses: tupl
 
 
 def log_members(metrics: dict, index: int, num_chunks: int, elapsed: float, members: list[Member],
-                experiment: Experiment, writer: MetricsWriter | None, quiet: bool) -> list[dict[str, float]]:
+                experiment: Experiment, writer: MetricsWriter | None, quiet: bool, *, wall_s: float,
+                eta_s: float) -> list[dict[str, float]]:
     """Each member's chunk record, written by the primary process (and its progress line unless quiet)."""
     records = [chunk_summary(member_slice(metrics, i)) for i in range(len(members))]
     if writer is not None:
         env_steps = index * experiment.steps_per_chunk
         for i, (member, record) in enumerate(zip(members, records)):
             writer.write({"chunk": index, "chunks": num_chunks, "member": i, "seed": member.seed,
-                          **member.point, "env_steps": env_steps, **record})
+                          **member.point, "env_steps": env_steps, "wall_s": wall_s, "eta_s": eta_s, **record})
         if not quiet:
             print(progress_line(index, num_chunks, env_steps, len(members), experiment.steps_per_chunk / elapsed,
-                                records), flush=True)
+                                records, wall_s, eta_s), flush=True)
     return records
 
 
@@ -339,7 +347,7 @@ def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def progress_line(index: int, num_chunks: int, env_steps: int, num_members: int, steps_per_s: float,
-                  records: list[dict[str, float]]) -> str:
+                  records: list[dict[str, float]], wall_s: float, eta_s: float) -> str:
     def spread(name: str) -> str:
         values = np.array([r.get(name, np.nan) for r in records], dtype=float)
         if np.all(np.isnan(values)):
@@ -347,7 +355,7 @@ def progress_line(index: int, num_chunks: int, env_steps: int, num_members: int,
         return f"{np.nanmean(values):.1f} [{np.nanmin(values):.1f}, {np.nanmax(values):.1f}]"
 
     return (f"[{index:>3}/{num_chunks}] steps {env_steps:>10,d} × {num_members} members"
-            f" | {num_members * steps_per_s:>9,.0f} steps/s"
+            f" | {num_members * steps_per_s:>9,.0f} steps/s | {time_so_far(wall_s, eta_s)}"
             f" | episode basic {spread('episode_basic_return')} add-on {spread('episode_addon_return')}")
 
 

@@ -52,10 +52,12 @@ def initial_state(experiment: Experiment):
 def resolved_settings(run: RunConfig) -> dict[str, Any]:
     """What `--print-config` shows: the resolved run, its Objective, the agent's Config and Hyper."""
     run = dataclasses.replace(run, print_config=False)
-    if run.resume is not None:
-        run = settings.resumed(run, settings.read_run(Path(run.resume).absolute()))
+    resumed_from = None if run.resume is None else Path(run.resume).absolute()
+    if resumed_from is not None:
+        run = settings.resumed(run, settings.read_run(resumed_from))
     experiment = make_train(run)
-    return {**experiment.record(), "hyper": hyper_values(experiment.hyper)}
+    return {**experiment.record(), "hyper": hyper_values(experiment.hyper),
+            "preset": settings.preset_record(run, resumed_from)}
 
 
 def train(run: RunConfig) -> dict[str, Any]:
@@ -95,11 +97,11 @@ def run_chunks(experiment: Experiment, out: Path, state, chunks_done: int, train
     writer = loop.open_writer(out, experiment.record(), stream=None if run.quiet else sys.stdout,
                               tensorboard=run.tensorboard, wandb=run.wandb, fresh=chunks_done == 0)
 
-    def log(index: int, metrics: dict, elapsed: float, trained_s: float, state) -> dict:
+    def log(index: int, metrics: dict, elapsed: float, trained_s: float, state, eta_s: float) -> dict:
         record = chunk_summary(metrics)
         writer.write({"chunk": index, "chunks": num_chunks, "env_steps": int(state.env_steps),
                       "steps_per_s": experiment.steps_per_chunk / elapsed, "wall_s": compile_s + trained_s,
-                      **record})
+                      "eta_s": eta_s, **record})
         return record
 
     try:

@@ -74,3 +74,28 @@ def test_console_script_exits_2_without_traceback():
     assert proc.returncode == 2
     assert "unknown task 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_progress_lines_give_elapsed_time_and_the_time_left(monkeypatch):
+    """The time left is the chunks left at the mean pace of this process's chunks (a resumed run's too)."""
+    from rpg_jax import logging, loop
+
+    now = [100.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
+    chunk_seconds = iter([4.0, 2.0, 3.0])
+
+    def chunk(state):
+        now[0] += next(chunk_seconds)
+        return state + 1, {}
+
+    logged = []
+    chunks = loop.Chunks(out=None, command="train", num_chunks=5, checkpoint_every=0, failure_head={})
+    monkeypatch.setattr(loop.Chunks, "saves_after", lambda self, index: False)
+    loop.run_chunks(chunks, chunk, 0, first=3, train_s=50.0, check=lambda metrics, index: None,
+                    log=lambda index, metrics, elapsed, trained_s, state, eta_s: logged.append(
+                        (index, elapsed, trained_s, eta_s)))
+    assert logged == [(3, 4.0, 54.0, 8.0), (4, 2.0, 56.0, 3.0), (5, 3.0, 59.0, 0.0)]
+    assert logging.time_so_far(62.4, 3725.0) == "1:02 elapsed, ~1:02:05 left"
+    line = logging.progress_line({"chunk": 4, "chunks": 5, "env_steps": 4096, "steps_per_s": 2048.0,
+                                  "wall_s": 56.0, "eta_s": 3.0})
+    assert "| 0:56 elapsed, ~0:03 left |" in line

@@ -120,6 +120,44 @@ def test_task_presets_sit_between_family_defaults_and_flags(monkeypatch, capsys)
     assert settings.resolve(RunConfig(task="cartpole", algo="soft_dqn")) == resolved
 
 
+def test_print_config_on_a_cpu_shows_the_cpu_preset_and_why(capsys):
+    code, captured = run_cli(capsys, "train", "--task", "cheetah", "--algo", "soft_ppo", "--print-config")
+    printed = json.loads(captured.out)
+    assert code == 0 and jax.default_backend() == "cpu"
+    assert printed["preset"]["device"] == "cpu" and printed["run"]["preset"] == "cpu"
+    assert printed["preset"]["why"] == "--preset auto and jax's default backend is cpu"
+    assert (printed["run"]["num_envs"], printed["run"]["steps"]) == (128, 3_000_000)
+    assert printed["preset"]["task_preset"]["num_envs"] == 128
+
+
+def test_an_accelerator_backend_takes_the_accelerator_preset_unless_told(monkeypatch, capsys):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    resolved = settings.resolve(RunConfig(task="cheetah", algo="soft_ppo"))
+    assert (resolved.preset, resolved.num_envs, resolved.steps) == ("accelerator", 2048, 31_457_280)
+    assert resolved.temperature == 0.02 and resolved.ppo.desync_episodes  # what both classes share
+    assert settings.resolve(resolved) == resolved  # the stored run keeps it, on any device
+    hopper = settings.resolve(RunConfig(task="hopper", algo="residual_ppo", prior=Path("p")))
+    assert (hopper.num_envs, hopper.steps) == (4096, 64_225_280)
+    # the CPU preset's number of updates, 32× the envs
+    cpu_chunk, gpu_chunk = 128 * 16 * 20, 4096 * 16 * 20
+    assert hopper.steps // gpu_chunk == -(-2_000_000 // cpu_chunk)
+    # a flag still wins, and --preset cpu picks the CPU sizes on an accelerator
+    assert settings.resolve(RunConfig(task="cheetah", algo="soft_ppo", num_envs=512)).num_envs == 512
+    told = settings.resolve(RunConfig(task="cheetah", algo="soft_ppo", preset="cpu"))
+    assert (told.preset, told.num_envs) == ("cpu", 128)
+    # a task without an accelerator preset trains as on a CPU
+    assert settings.resolve(RunConfig(algo="soft_ppo")).num_envs == 64
+    code, captured = run_cli(capsys, "train", "--task", "cheetah", "--algo", "soft_ppo", "--print-config")
+    printed = json.loads(captured.out)
+    assert code == 0 and printed["preset"]["why"] == "--preset auto and jax's default backend is gpu"
+    assert printed["agent"]["num_envs"] == 2048
+    code, captured = run_cli(capsys, "sweep", "--task", "cheetah", "--algo", "soft_ppo", "--seeds", "2",
+                             "--preset", "cpu", "--print-config")
+    printed = json.loads(captured.out)
+    assert code == 0 and printed["preset"]["why"] == "--preset cpu was given"
+    assert {m["agent"]["num_envs"] for m in printed["members"]} == {128} and printed["sweep"]["preset"] == "cpu"
+
+
 def test_a_task_preset_sets_an_algorithms_own_default_only(monkeypatch):
     """A preset's "temperature" is soft_ppo's α on that task; residual_ppo's α̂ still defaults to its prior's."""
     monkeypatch.setitem(settings.PRESETS, "inverted_pendulum", {"ppo": {"temperature": 0.05}})
@@ -140,6 +178,8 @@ def changed_value(value):
         return 3
     if value == "action":  # --ppo.prior-term
         return "pre_tanh"
+    if value == "auto":  # --preset
+        return "accelerator"
     raise TypeError(value)
 
 

@@ -283,6 +283,8 @@ def test_a_sweep_without_steps_trains_the_task_presets_budget(tmp_path, monkeypa
     summary = sweep.sweep(sweep.SweepConfig(algo="soft_ppo", seeds=1, eval_episodes=2, quiet=True,
                                             out=tmp_path / "sweep", **{k: v for k, v in tiny.items() if k != "steps"}))
     assert summary["env_steps"] == 2 * chunk
+    # the preset "auto" chose is stored: resumed on another kind of device, the sweep trains what it started
+    assert checkpoint.read_json(tmp_path / "sweep" / "config.json")["sweep"]["preset"] == "cpu"
 
 
 def test_a_diverging_member_stops_the_sweep_and_writes_status_failed(tmp_path, capsys, monkeypatch):
