@@ -53,6 +53,27 @@ def restore_device_put_replicated() -> None:
     jax.device_put_replicated = device_put_replicated
 
 
+def plan_mib(compiled) -> float | None:
+    """XLA's device-memory plan of one compiled program (arguments + outputs + temporaries − aliased), MiB: the
+    memory that program needs, whatever else the process holds."""
+    memory = compiled.memory_analysis()
+    if memory is None:
+        return None
+    return (memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes) / 2**20
+
+
+def peak_mib() -> dict:
+    """The process's peak memory so far, MiB: the device allocator's peak on an accelerator, else the host's
+    resident set (what the CPU backend allocates from)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return {"peak_mib": stats["peak_bytes_in_use"] / 2**20, "peak_of": "device (peak_bytes_in_use)"}
+    import resource
+
+    return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_of": "host (ru_maxrss)"}
+
+
 def steady(rates: list[float]) -> float:
     """Median of the later half: the first chunks (epochs) of a run are slower on this machine."""
     return statistics.median(rates[len(rates) // 2 :])
@@ -74,7 +95,8 @@ def time_chunks(agent, state, chunks: int, steps_per_chunk: int, *, untimed: int
         state, metrics = chunk(state)
         jax.block_until_ready(metrics)
         rates.append(steps_per_chunk / (time.perf_counter() - start))
-    return {"compile_s": compile_s, "steps_per_s": steady(rates), "chunk_steps_per_s": rates}
+    return {"compile_s": compile_s, "steps_per_s": steady(rates), "chunk_steps_per_s": rates,
+            "xla_plan_mib": plan_mib(chunk)}
 
 
 def env_only(task: str, num_envs: int, unroll_length: int, repeats: int, physics: str = "task") -> dict:
@@ -101,7 +123,8 @@ def env_only(task: str, num_envs: int, unroll_length: int, repeats: int, physics
         start = time.perf_counter()
         state = jax.block_until_ready(compiled(state, jax.random.PRNGKey(i)))
         times.append(time.perf_counter() - start)
-    return {"compile_s": compile_s, "steps_per_s": num_envs * unroll_length / statistics.median(times)}
+    return {"compile_s": compile_s, "steps_per_s": num_envs * unroll_length / statistics.median(times),
+            "xla_plan_mib": plan_mib(compiled)}
 
 
 def write_results(benchmark: str, task: str, record: dict) -> Path:

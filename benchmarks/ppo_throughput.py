@@ -48,7 +48,8 @@ def bench_ours(run: RunConfig, chunks: int, residual: bool) -> dict:
     return time_chunks(agent, state, chunks, config.steps_per_iteration * config.iterations_per_chunk)
 
 
-def bench_brax(task: str, config: ppo.Config, epochs: int) -> dict:
+def bench_brax(task: str, config: ppo.Config, epochs: int, environment=None) -> dict:
+    """Brax's PPO on `environment` (default: the task's base env with its model's own physics)."""
     import flax.linen as nn
     from brax.training.agents.ppo import networks as ppo_networks, train as ppo_train
 
@@ -68,7 +69,7 @@ def bench_brax(task: str, config: ppo.Config, epochs: int) -> dict:
         state_dependent_std=True,
     )
     ppo_train.train(
-        environment=envs.get_task(task).make_base(),
+        environment=environment or envs.get_task(task).make_base(),
         num_timesteps=steps_per_epoch * epochs,
         num_evals=epochs + 1,
         num_eval_envs=16,

@@ -35,6 +35,7 @@ def worker(args) -> dict:
     import jax
 
     from rpg_jax import make_train, members, sweep, train
+    from common import plan_mib
     from rpg_jax.settings import PPOSettings, RunConfig
 
     out = Path(args.out) / f"{args.worker}-{args.members}-{jax.local_device_count()}"
@@ -52,7 +53,7 @@ def worker(args) -> dict:
         summary = sweep.sweep(config)
         (program,) = members.PROGRAMS.values()
         record.update(compile_s=summary["compile_s"], train_s=summary["train_s"], member_batch=program.member_batch,
-                      xla_chunk_mib=chunk_mib(program.compiled_chunk))
+                      xla_chunk_mib=plan_mib(program.compiled_chunk))
     elif args.worker in ("runs", "shard_envs"):  # K × `rpg-jax train --seed s`, each compiling its own program
         summaries = [train.train(dataclasses.replace(run, seed=seed, out=out / str(seed)))
                      for seed in range(args.members)]
@@ -71,19 +72,11 @@ def worker(args) -> dict:
                 state, metrics = chunk(state)
             jax.block_until_ready(metrics)
         record["train_s"] = time.perf_counter() - train_start
-        record["xla_chunk_mib"] = chunk_mib(chunk)
+        record["xla_chunk_mib"] = plan_mib(chunk)
     record["wall_s"] = time.perf_counter() - start
     record["env_steps"] = args.members * run.steps
     record["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return record
-
-
-def chunk_mib(compiled) -> float | None:
-    memory = compiled.memory_analysis()
-    if memory is None:
-        return None
-    return (memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-            - memory.alias_size_in_bytes) / 2**20
 
 
 def run_worker(prior: Path, mode: str, members: int, devices: int, args, **overrides) -> dict:
