@@ -115,9 +115,11 @@ def speed(task: str, sizes: Sizes, emit) -> None:
     import jax
 
     from common import env_only, peak_mib, time_chunks
-    from rpg_jax import make_train
+    from rpg_jax import make_train, settings
 
-    for num_envs in sizes.env_counts:
+    preset_envs = settings.preset(task, "ppo", "accelerator").get("num_envs")
+    # The preset's env count first (the figure a user meets), so a part cut by its limit keeps it.
+    for num_envs in sorted(sizes.env_counts, key=lambda n: (n != preset_envs, n)):
         env = env_only(task, num_envs, sizes.env_unroll, sizes.env_repeats)
         emit({"row": f"env alone, {task}", "task": task, "num_envs": num_envs, **env, **peak_mib()})
         experiment = make_train(accelerator_run(sizes, task=task, algo="soft_ppo", num_envs=num_envs,
@@ -210,9 +212,12 @@ def customization(sizes: Sizes, emit, out: Path) -> None:
 
 
 def run_part(part: str, sizes: Sizes, rows: Path) -> None:
+    start = time.perf_counter()
+
     def emit(row: dict) -> None:
+        """Appends a finished row, with when it finished since the part's process started (imports apart)."""
         with rows.open("a") as f:
-            f.write(json.dumps(row, default=float) + "\n")
+            f.write(json.dumps({**row, "done_at_s": time.perf_counter() - start}, default=float) + "\n")
 
     with tempfile.TemporaryDirectory(prefix="gpu_suite_") as tmp:
         name, _, task = part.partition(":")
