@@ -148,9 +148,11 @@ def sweep(config: SweepConfig) -> dict[str, Any]:
     With `config.resume` set, continues that sweep directory from its newest checkpoint instead.
     """
     resuming = config.resume is not None
-    config = resumed(config) if resuming else with_preset(config)
-    swept, members = grid(config)
+    config = resumed(config) if resuming else config
+    # Before anything asks JAX which backend it has (the preset does): joining a multi-process run must come first.
     devices.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
+    config = config if resuming else with_preset(config)
+    swept, members = grid(config)
     experiment = make_train(members[0].run)
     hypers = [experiment.with_values(**m.point)[1] for m in members]
     mesh = devices.member_mesh(config.devices or sweep_devices(config.task))
