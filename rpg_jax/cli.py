@@ -16,11 +16,16 @@ class Evaluate:
     """Evaluate the policy of a run directory on its task (deterministic actions)."""
 
     run_dir: tyro.conf.Positional[Path]
-    """Run directory written by `rpg-jax train` (or `rpg-jax plan`: its planner plans again)."""
+    """Run directory written by `rpg-jax train` (or `rpg-jax plan`: its planner plans again), or a policy trained
+    elsewhere: a Stable-Baselines3 model .zip or a Brax checkpoint directory (with --task)."""
     episodes: int = 16
     """Number of episodes."""
     seed: int = 0
     """PRNG seed of the episodes' initial states."""
+    task: str | None = None
+    """The task to evaluate a .zip or a Brax checkpoint on (they record none; a run directory records its own)."""
+    prior_temperature: float | None = None
+    """α of an SB3 DQN model's Boltzmann policy softmax(Q/α), which it needs to act."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +64,7 @@ class Render:
     """Render a rollout of a run's policy to a video (MuJoCo's renderer, headless), optionally beside others."""
 
     run_dir: tyro.conf.Positional[Path]
-    """Run directory whose policy is shown."""
+    """Run directory whose policy is shown, or a Stable-Baselines3 model .zip or Brax checkpoint (with --task)."""
     out: Path = Path("rollout.mp4")
     """Video file: .mp4 or .gif."""
     compare: tuple[Path, ...] = ()
@@ -76,6 +81,24 @@ class Render:
     """Frames per second."""
     seed: int = 0
     """PRNG seed of the initial state."""
+    task: str | None = None
+    """The task to show a .zip or a Brax checkpoint on (they record none)."""
+    prior_temperature: float | None = None
+    """α of an SB3 DQN model's Boltzmann policy softmax(Q/α), which it needs to act."""
+
+
+def evaluate(args: Evaluate) -> dict:
+    """The returns of a run's policy, a plan's planner, or a policy file from elsewhere on --task."""
+    from rpg_jax import evaluation, plan, priors, train
+
+    if priors.is_foreign(args.run_dir):
+        task, policy = priors.load_foreign(args.run_dir, args.task, args.prior_temperature)
+        return evaluation.evaluate_policy(policy, task, evaluation.evaluation_key(args.seed), args.episodes)
+    if args.task is not None or args.prior_temperature is not None:
+        raise UserError(f"--task and --prior-temperature are for a .zip or a Brax checkpoint; {args.run_dir} is a "
+                        "run directory, which records its own")
+    evaluate_dir = plan.evaluate_plan_dir if plan.is_plan_dir(args.run_dir) else train.evaluate_run
+    return evaluate_dir(args.run_dir, args.episodes, args.seed)
 
 
 def render_videos(args: Render) -> str:
@@ -83,11 +106,11 @@ def render_videos(args: Render) -> str:
 
     runs, labels = [args.run_dir, *args.compare], [args.run_dir.name, *(p.name for p in args.compare)]
     if args.with_prior:
-        if not priors.prior_of(args.run_dir):
+        if priors.is_foreign(args.run_dir) or not priors.prior_of(args.run_dir):
             raise UserError(f"{args.run_dir} customized no prior: drop --with-prior")
         labels = ["prior", *labels]
     result = render.render(runs, args.out, args.steps, args.width, args.height, args.fps, args.seed, labels,
-                           with_prior=args.with_prior)
+                           with_prior=args.with_prior, task=args.task, temperature=args.prior_temperature)
     return f"wrote {result['path']}: {result['frames']} frames of {result['task']} ({', '.join(labels)})"
 
 
@@ -205,8 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{summary['control_steps_per_s']:,.0f} control steps/s, {summary['planned_env_steps_per_s']:,.0f} "
                   f"planned env steps/s; {summary['wall_s']:.1f} s with {summary['compile_s']:.1f} s compiling")
         elif isinstance(args, Evaluate):
-            evaluate = plan.evaluate_plan_dir if plan.is_plan_dir(args.run_dir) else train.evaluate_run
-            print(format_table({str(args.run_dir): evaluate(args.run_dir, args.episodes, args.seed)}))
+            print(format_table({str(args.run_dir): evaluate(args)}))
         elif isinstance(args, Render):
             print(render_videos(args))
         elif isinstance(args, Demos):

@@ -185,9 +185,11 @@ def labelled(frame: np.ndarray, text: str) -> np.ndarray:
 
 
 def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, height: int = 240,
-           fps: int = 30, seed: int = 0, labels: list[str] | None = None, with_prior: bool = False) -> dict:
+           fps: int = 30, seed: int = 0, labels: list[str] | None = None, with_prior: bool = False,
+           task: str | None = None, temperature: float | None = None) -> dict:
     """Renders each run's policy from the same initial state, side by side, into `out` (.mp4 or .gif);
-    `with_prior`: the prior the first run customized comes first (a rpg_jax run or a Brax checkpoint).
+    `with_prior`: the prior the first run customized comes first (a rpg_jax run or a Brax checkpoint). A Brax
+    checkpoint or SB3 zip among `run_dirs` is shown on `task` (at `temperature`, which an SB3 DQN needs).
 
     Returns {"frames", "path", "task"}. All runs must share a task.
     """
@@ -196,8 +198,9 @@ def render(run_dirs: list[Path], out: Path, steps: int = 300, width: int = 320, 
         raise UserError(f"--out {out.name}: the video must end in {' or '.join(VIDEO_SUFFIXES)}")
     if steps < 1 or width < 16 or height < 16 or fps < 1:
         raise UserError("--steps and --fps must be positive, --width and --height at least 16 pixels")
-    loaded = ([priors.load_prior_of(run_dirs[0])] if with_prior else []) + [plan.load_controller(d)
-                                                                             for d in run_dirs]
+    loaded = ([priors.load_prior_of(run_dirs[0])] if with_prior else []) + [
+        priors.load_foreign(d, task, temperature) if priors.is_foreign(d) else plan.load_controller(d)
+        for d in run_dirs]
     tasks = {task for task, _ in loaded}
     if len(tasks) > 1:
         raise UserError(f"runs to show side by side must share a task; got {', '.join(sorted(tasks))}")

@@ -15,7 +15,7 @@ from brax.training import types
 from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo import checkpoint as brax_checkpoint, networks as ppo_networks
 
-from rpg_jax import brax_import, make_train, priors
+from rpg_jax import brax_import, evaluation, make_train, priors
 from rpg_jax.errors import UserError
 from rpg_jax.settings import RunConfig
 
@@ -172,3 +172,14 @@ def test_cli_customizes_a_brax_checkpoint(capsys, tmp_path, monkeypatch):
     assert policy.normalizer.clip is None
     _, prior = priors.load_prior_of(run.out)
     np.testing.assert_allclose(prior.normalizer.mean, _prior(tmp_path / "brax").normalizer.mean)
+
+
+def test_evaluate_takes_a_brax_checkpoint_with_a_task(capsys, tmp_path):
+    _brax_checkpoint(tmp_path / "brax")
+    code, out = run_cli(capsys, "evaluate", str(tmp_path / "brax"), "--episodes", "2")
+    assert code == 2 and "records no task: pass --task" in out.err and "Traceback" not in out.err
+    code, out = run_cli(capsys, "evaluate", str(tmp_path / "brax"), "--task", "inverted_pendulum", "--episodes", "2")
+    assert code == 0, out.err
+    expected = evaluation.evaluate_policy(_prior(tmp_path / "brax"), "inverted_pendulum",
+                                          evaluation.evaluation_key(0), 2)
+    assert f"{expected['basic_return']['mean']:.1f} ± {expected['basic_return']['std']:.1f}" in out.out

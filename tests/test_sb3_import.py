@@ -247,3 +247,21 @@ def test_gsde_and_deterministic_policies_are_refused_in_one_line_saying_why(tmp_
     _, td3 = _saved(tmp_path, "TD3", gym.spaces.Box(-1, 1, (1,), np.float32), policy_kwargs={"net_arch": [8]})
     with pytest.raises(UserError, match="deterministic"):
         priors.load(td3, "inverted_pendulum", temperature=0.1)
+
+
+def test_evaluate_and_render_take_a_zip_with_a_task(tmp_path, capsys):
+    from rpg_jax import evaluation
+
+    _, path = _saved(tmp_path, "DQN", gym.spaces.Discrete(2), policy_kwargs={"net_arch": [16]})
+    code, captured = run_cli(capsys, "evaluate", str(path), "--episodes", "2", "--prior-temperature", "0.3")
+    assert code == 2 and "records no task: pass --task" in captured.err
+    code, captured = run_cli(capsys, "evaluate", str(path), "--task", "cartpole", "--episodes", "2",
+                             "--prior-temperature", "0.3")
+    assert code == 0, captured.err
+    expected = evaluation.evaluate_policy(priors.load(path, "cartpole", temperature=0.3), "cartpole",
+                                          evaluation.evaluation_key(0), 2)
+    assert f"{expected['basic_return']['mean']:.1f} ± {expected['basic_return']['std']:.1f}" in captured.out
+    video = tmp_path / "zip.gif"
+    code, captured = run_cli(capsys, "render", str(path), "--task", "cartpole", "--prior-temperature", "0.3",
+                             "--steps", "5", "--out", str(video))
+    assert code == 0 and video.exists(), captured.err

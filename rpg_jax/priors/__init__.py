@@ -3,6 +3,9 @@
     load(path, task, env, temperature)   any of the three as a prior for `task`, checked to fit it (`fit.check`)
     load_run_policy(run_dir)             the task and the policy a run directory holds (`evaluate`, `render`)
     load_prior_of(run_dir), prior_of     the prior a customized run (or plan) started from
+    is_foreign(path), load_foreign(path, task, temperature)
+                                         a policy file from elsewhere (a Brax checkpoint, an SB3 zip), which
+                                         records no task (`evaluate` and `render` take one by --task)
 
 Modules: `policy` (the Policy class), `fit` (does a prior fit a task: the one check), and the format readers
 `run` (a rpg_jax run directory, `rpg_jax.rundir`'s format), `brax` (Brax PPO/SAC checkpoints) and `sb3`
@@ -20,8 +23,8 @@ from rpg_jax.priors import brax, fit, run, sb3
 from rpg_jax.priors.policy import LOG_PROB_MIN, Policy, Prior, log_prob_pre_tanh
 from rpg_jax.priors.run import prior_of
 
-__all__ = ["LOG_PROB_MIN", "Policy", "Prior", "brax", "fit", "load", "load_prior_of", "load_run_policy",
-           "log_prob_pre_tanh", "prior_of", "run", "sb3"]
+__all__ = ["LOG_PROB_MIN", "Policy", "Prior", "brax", "fit", "is_foreign", "load", "load_foreign", "load_prior_of",
+           "load_run_policy", "log_prob_pre_tanh", "prior_of", "run", "sb3"]
 
 
 def load(path: str | Path, task: str, env: Any = None, temperature: float | None = None) -> Policy:
@@ -62,3 +65,18 @@ def load_prior_of(run_dir: str | Path) -> tuple[str, Policy]:
         raise UserError(f"{run_dir} customized no prior")
     task = envs.get_task(config["task"]).name
     return task, load(customized["prior"], task, temperature=customized.get("prior_temperature"))
+
+
+def is_foreign(path: str | Path) -> bool:
+    """Whether `path` is a policy trained elsewhere: a Brax checkpoint or an SB3 model zip."""
+    return brax.checkpoint_step(path) is not None or sb3.is_model_zip(path)
+
+
+def load_foreign(path: str | Path, task: str | None, temperature: float | None = None) -> tuple[str, Policy]:
+    """The task and the policy of a Brax checkpoint or an SB3 zip, for `task` (which such a file does not record;
+    refused without one)."""
+    if task is None:
+        kind = "Brax checkpoint" if brax.checkpoint_step(path) is not None else "Stable-Baselines3 model"
+        raise UserError(f"{path} is a {kind}, which records no task: pass --task")
+    task = envs.get_task(task).name
+    return task, load(path, task, temperature=temperature)
