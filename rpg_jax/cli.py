@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(run_demo(args))
     except UserError as e:
-        print(f"rpg-jax: error: {e}", file=sys.stderr)
+        print(f"rpg-jax: error: {' '.join(str(e).splitlines())}", file=sys.stderr)  # one line, always
         return 2
     except FloatingPointError as e:
         print(f"rpg-jax: training stopped: {e}", file=sys.stderr)

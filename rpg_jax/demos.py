@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rpg_jax import envs, planning
-from rpg_jax.errors import UserError
+from rpg_jax.errors import UserError, reading
 
 FORMAT_VERSION = 1
 FIELDS = ("observations", "actions", "next_observations", "terminations", "truncations", "rewards_basic",
@@ -135,6 +135,7 @@ def save(demos: Demos, path: str | Path) -> Path:
     return path
 
 
+@reading("demonstrations")
 def load(path: str | Path, task: str) -> Demos:
     """Reads demonstrations for `task`, refusing (one line) a file that is missing, cut short, of another
     layout, or whose shapes do not fit the task."""

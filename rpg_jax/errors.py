@@ -1,5 +1,7 @@
 """Errors that mean "the user asked for something invalid": the CLI prints them without a traceback."""
 
+import functools
+
 
 class UserError(ValueError):
     """Bad input: an unknown name, an incompatible prior, an impossible budget, an unusable path."""
@@ -7,3 +9,24 @@ class UserError(ValueError):
 
 def unknown_name(kind: str, name: str, valid) -> UserError:
     return UserError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")
+
+
+def reading(what: str):
+    """Decorates a reader whose first argument is a file's path: whatever a damaged or foreign file makes it raise
+    becomes one UserError line naming the file ("{path}: cannot be read as {what} (ValueError: …)"). A reader
+    parses bytes it does not control; its own refusals (UserError) pass through unchanged."""
+
+    def decorate(reader):
+        @functools.wraps(reader)
+        def read(path, *args, **kwargs):
+            try:
+                return reader(path, *args, **kwargs)
+            except UserError:
+                raise
+            except Exception as e:  # noqa: BLE001 (every failure of parsing foreign bytes is the file's)
+                detail = " ".join(str(e).split())[:200]
+                raise UserError(f"{path}: cannot be read as {what} ({type(e).__name__}: {detail})") from None
+
+        return read
+
+    return decorate

@@ -17,8 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from rpg_jax import envs, rundir
-from rpg_jax.errors import UserError
+from rpg_jax.errors import UserError, reading
 from rpg_jax.priors import brax, fit, run, sb3
 from rpg_jax.priors.policy import LOG_PROB_MIN, Policy, Prior, log_prob_pre_tanh
 from rpg_jax.priors.run import prior_of
@@ -27,6 +31,7 @@ __all__ = ["LOG_PROB_MIN", "Policy", "Prior", "brax", "fit", "is_foreign", "load
            "load_run_policy", "log_prob_pre_tanh", "prior_of", "run", "sb3"]
 
 
+@reading("a prior")
 def load(path: str | Path, task: str, env: Any = None, temperature: float | None = None) -> Policy:
     """The policy of `path` as a prior for `task`, its sizes checked against the task's env.
 
@@ -38,15 +43,41 @@ def load(path: str | Path, task: str, env: Any = None, temperature: float | None
     sizes = dict(task=task, obs_size=env.observation_size, action_size=env.action_size,
                  discrete_actions=envs.discrete_actions(env))
     if brax.checkpoint_step(path) is not None:
-        return brax.load_prior(path, temperature=temperature, **sizes)
-    if sb3.is_model_zip(path):
-        return sb3.load_prior(path, temperature=temperature, **sizes)
-    if temperature is not None:
+        policy = brax.load_prior(path, temperature=temperature, **sizes)
+    elif sb3.is_model_zip(path):
+        policy = sb3.load_prior(path, temperature=temperature, **sizes)
+    elif Path(path).is_file():
+        raise UserError(f"{path} is neither a Stable-Baselines3 model zip (a zip holding data and policy.pth) nor a "
+                        "directory: it may be damaged")
+    elif Path(path).is_dir() and not (Path(path) / rundir.CONFIG).is_file():
+        raise UserError(f"{path} is neither a rpg_jax run directory (it has no {rundir.CONFIG}) nor a Brax "
+                        "checkpoint (a step directory with its network config)")
+    elif temperature is not None:
         raise UserError(f"--prior-temperature is for priors trained elsewhere; {path} is a rpg_jax run, which "
                         "records its own temperature")
-    return run.load_prior(path, **sizes)
+    else:
+        policy = run.load_prior(path, **sizes)
+    return acting(policy, path)
 
 
+def acting(policy: Policy, path: str | Path) -> Policy:
+    """`policy`, refused when its numbers are not all finite or its networks do not take one observation to one
+    action: what a file can hold that passes every check of its layout."""
+    if not all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves((policy.params, policy.normalizer))):
+        raise UserError(f"{path}: its policy holds numbers that are not finite")
+    obs = jnp.zeros((policy.spec.obs_size,), jnp.float32)
+    if policy.discrete_actions is not None:
+        shape = jax.eval_shape(policy.log_probs, obs).shape
+        expected = (policy.discrete_actions,)
+    else:
+        shape = jax.eval_shape(policy.log_prob, obs, jnp.zeros((policy.spec.action_size,), jnp.float32)).shape
+        expected = ()
+    if shape != expected:
+        raise UserError(f"{path}: its policy gives log-probabilities of shape {shape}, not {expected}")
+    return policy
+
+
+@reading("a run directory")
 def load_run_policy(run_dir: str | Path) -> tuple[str, Policy]:
     """The task and the policy stored in any run directory (what `evaluate` and `render` show)."""
     config = rundir.read_config(run_dir)
@@ -56,6 +87,7 @@ def load_run_policy(run_dir: str | Path) -> tuple[str, Policy]:
     return task, load(run_dir, task)
 
 
+@reading("a run directory")
 def load_prior_of(run_dir: str | Path) -> tuple[str, Policy]:
     """The task and the prior a customized run (or plan) started from, loaded as the run loaded it (a Brax
     checkpoint at the run's --prior-temperature)."""
