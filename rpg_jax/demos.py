@@ -1,4 +1,5 @@
-"""Demonstrations: the transitions of a policy's (or a planner's) episodes, in a documented `.npz` file.
+"""Demonstrations: the transitions of a policy's (or a planner's) episodes, in a documented `.npz` file (or a
+local Minari dataset recorded on a task's gymnasium twin: `load_minari`).
 
 `rpg-jax demos RUN_DIR --episodes N --out FILE.npz` records them; `load(path, task)` reads a file back, refusing
 one whose shapes do not fit the task or that is cut short. Anyone can write their own: the file is NumPy's
@@ -137,9 +138,11 @@ def save(demos: Demos, path: str | Path) -> Path:
 
 @reading("demonstrations")
 def load(path: str | Path, task: str) -> Demos:
-    """Reads demonstrations for `task`, refusing (one line) a file that is missing, cut short, of another
-    layout, or whose shapes do not fit the task."""
+    """Reads demonstrations for `task` (a `.npz` file, or a local Minari dataset: `load_minari`), refusing (one
+    line) a file that is missing, cut short, of another layout, or whose shapes do not fit the task."""
     path = Path(path)
+    if is_minari(path):
+        return load_minari(path, task)
     if not path.is_file():
         raise UserError(f"demonstrations {path} do not exist")
     try:
@@ -186,3 +189,73 @@ def check(demos: Demos, task: str, path: Path) -> None:
     if discrete and ((demos.actions < 0) | (demos.actions >= discrete)).any():
         raise UserError(f"demonstrations {path}: actions must be indices below {discrete}")
 
+
+
+# ------------------------------------------------------------------------------------------- Minari datasets
+
+# The gymnasium environments whose dynamics a task reproduces exactly (rpg_jax/envs/classic.py): a Minari dataset
+# recorded on one of them is a task's demonstrations. The MJX tasks are Brax's and Playground's models, not
+# gymnasium's MuJoCo environments, so no dataset of those fits them.
+GYMNASIUM_TWINS = {"cartpole": ("CartPole-v0", "CartPole-v1"), "mountaincar": ("MountainCarContinuous-v0",)}
+
+
+def is_minari(path: str | Path) -> bool:
+    """Whether `path` names a Minari dataset: a dataset directory (its `data/` holding `metadata.json`), or a
+    dataset id when Minari is installed and has it locally."""
+    path = Path(path)
+    if (path / "data" / "metadata.json").is_file() or (path / "metadata.json").is_file():
+        return True
+    if path.exists() or path.suffix == ".npz":
+        return False
+    try:
+        import minari
+    except ImportError:
+        return False
+    return str(path) in minari.list_local_datasets()
+
+
+def locate(path: str | Path) -> Path:
+    """The demonstrations' location as a run records it: a Minari dataset id becomes its local directory (a run
+    directory stores absolute paths, and an id is not one)."""
+    if is_minari(path) and not Path(path).exists():
+        from minari.storage import get_dataset_path
+
+        return Path(get_dataset_path(str(path))).absolute()
+    return Path(path)
+
+
+def load_minari(path: str | Path, task: str) -> Demos:
+    """A local Minari dataset (its directory, or its id) as `task`'s demonstrations: recorded on the gymnasium
+    environment the task reproduces, its rewards the task's basic reward, r_R computed from its transitions."""
+    try:
+        import minari
+    except ImportError:
+        raise UserError(f"{path} is a Minari dataset; reading it needs Minari: pip install 'rpg_jax[minari]'") \
+            from None
+    directory = locate(path)
+    data = directory / "data" if (directory / "data").is_dir() else directory
+    dataset = minari.MinariDataset(data)
+    env_spec = dataset.spec.env_spec
+    env_id = getattr(env_spec, "id", None)
+    twins = GYMNASIUM_TWINS.get(task, ())
+    if env_id not in twins:
+        fits = f"its gymnasium twin is {', '.join(twins)}" if twins else "no gymnasium environment has its dynamics"
+        raise UserError(f"Minari dataset {path} was recorded on {env_id or 'no recorded environment'}, not on task "
+                        f"{task!r} ({fits})")
+    episodes = list(dataset.iterate_episodes())
+    if not episodes:
+        raise UserError(f"Minari dataset {path} holds no episodes")
+    part = lambda name: np.concatenate([np.asarray(getattr(e, name)) for e in episodes])  # noqa: E731
+    observations = np.concatenate([np.asarray(e.observations)[:-1] for e in episodes]).astype(np.float32)
+    next_observations = np.concatenate([np.asarray(e.observations)[1:] for e in episodes]).astype(np.float32)
+    discrete = envs.discrete_actions(envs.make(task)) is not None
+    actions = part("actions").astype(np.int32 if discrete else np.float32)
+    addon = envs.get_task(task).addon_reward
+    rewards_addon = np.asarray(jax.vmap(addon)(jnp.asarray(next_observations),
+                                               jnp.asarray(actions if not discrete else actions[:, None])))
+    demos = Demos(observations=observations, actions=actions, next_observations=next_observations,
+                  terminations=part("terminations").astype(bool), truncations=part("truncations").astype(bool),
+                  rewards_basic=part("rewards").astype(np.float32), rewards_addon=rewards_addon.astype(np.float32),
+                  episode_lengths=np.array([len(e.actions) for e in episodes], np.int64), task=task)
+    check(demos, task, Path(path))
+    return demos

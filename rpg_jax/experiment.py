@@ -133,6 +133,8 @@ def make_train(run: RunConfig) -> Experiment:
     if run.prior is not None and (step := priors.brax.checkpoint_step(run.prior)) is not None:
         # Pin the step read: a resumed run must not pick up a newer one written since.
         run = dataclasses.replace(run, prior=step)
+    if run.demos is not None:  # a Minari id becomes its directory: config.json records where the data was
+        run = dataclasses.replace(run, demos=demos_lib.locate(run.demos))
     env = envs.make(run.task)
     check_action_space(algo, run.task, env)
     prior = (priors.load(run.prior, run.task, env, run.prior_temperature)

@@ -93,7 +93,8 @@ class RunConfig:
     directory (Brax's or MuJoCo Playground's training writes one; needs --prior-temperature), or a
     Stable-Baselines3 model .zip (PPO, SAC or DQN MlpPolicy; needs the [sb3] extra)."""
     demos: Path | None = None
-    """Demonstrations to learn from (bc, gail): a .npz file written by `rpg-jax demos` (layout: rpg_jax/demos.py)."""
+    """Demonstrations to learn from (bc, gail): a .npz file written by `rpg-jax demos` (layout: rpg_jax/demos.py),
+    or a local Minari dataset (its id or directory) recorded on the task's gymnasium twin (needs [minari])."""
     prior_temperature: float | None = None
     """α of a prior trained elsewhere (a Brax checkpoint, an SB3 PPO or DQN model record none; an SB3 SAC model's
     entropy coefficient is its default); ω' and α̂ default to it."""

@@ -108,3 +108,61 @@ def test_bad_demos_requests(prior_run, tmp_path, capsys, argv, message):
     prior_config, _ = prior_run
     code, captured = run_cli(capsys, "demos", str(prior_config.out), *argv)
     assert code == 2 and message in captured.err
+
+
+def _minari_dataset(env_id, dataset_id, episodes=3):
+    """A Minari dataset recorded by Minari's own DataCollector on a gymnasium env, random actions."""
+    import gymnasium as gym
+
+    collector = pytest.importorskip("minari").DataCollector(gym.make(env_id))
+    collector.action_space.seed(0)
+    for episode in range(episodes):
+        collector.reset(seed=episode)
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = collector.step(collector.action_space.sample())
+            done = terminated or truncated
+    return collector.create_dataset(dataset_id=dataset_id, algorithm_name="random")
+
+
+def test_a_minari_dataset_on_the_tasks_gymnasium_twin_is_demonstrations(tmp_path, monkeypatch, capsys):
+    minari = pytest.importorskip("minari", reason="the [minari] extra is not installed")
+    from minari.storage import get_dataset_path
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    dataset = _minari_dataset("CartPole-v1", "cartpole/random-v0")
+    episodes = list(dataset.iterate_episodes())
+    by_id = demos.load("cartpole/random-v0", "cartpole")
+    by_directory = demos.load(get_dataset_path("cartpole/random-v0"), "cartpole")
+    np.testing.assert_array_equal(by_id.observations, by_directory.observations)
+    np.testing.assert_allclose(by_id.observations, np.concatenate([e.observations[:-1] for e in episodes]))
+    np.testing.assert_allclose(by_id.next_observations, np.concatenate([e.observations[1:] for e in episodes]))
+    np.testing.assert_array_equal(by_id.actions, np.concatenate([e.actions for e in episodes]))
+    np.testing.assert_array_equal(by_id.episode_lengths, [len(e.actions) for e in episodes])
+    np.testing.assert_allclose(by_id.rewards_addon, -np.abs(by_id.next_observations[:, 0]) / 2.4, rtol=1e-6)
+    assert by_id.rewards_basic.sum() == sum(e.rewards.sum() for e in episodes)
+    # The task's dynamics are gymnasium's: each recorded transition follows from its observation and action.
+    cartpole = envs.make("cartpole")
+    while not hasattr(cartpole, "dynamics"):
+        cartpole = cartpole.env
+    predicted = np.stack([cartpole.dynamics(o, a) for o, a in zip(by_id.observations, by_id.actions)])
+    np.testing.assert_allclose(predicted, by_id.next_observations, atol=1e-5)
+    code, captured = run_cli(capsys, "train", "--task", "cartpole", "--algo", "bc", "--demos", "cartpole/random-v0",
+                             "--steps", "64", "--iterations-per-chunk", "8", "--bc.batch-size", "8",
+                             "--eval-episodes", "1", "--quiet", "--out", str(tmp_path / "bc"))
+    assert code == 0, captured.err
+    import json
+
+    recorded = json.loads((tmp_path / "bc" / "config.json").read_text())["run"]["demos"]
+    assert recorded == str(get_dataset_path("cartpole/random-v0"))  # where the data was, not the id
+    assert minari.list_local_datasets()
+
+
+def test_a_minari_dataset_of_another_env_is_refused(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("minari", reason="the [minari] extra is not installed")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    _minari_dataset("MountainCarContinuous-v0", "mountaincar/random-v0", episodes=1)
+    code, captured = run_cli(capsys, "train", "--task", "cartpole", "--algo", "bc", "--demos",
+                             "mountaincar/random-v0", "--out", str(tmp_path / "x"))
+    assert code == 2 and "was recorded on MountainCarContinuous-v0, not on task 'cartpole'" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
