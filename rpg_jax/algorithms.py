@@ -101,7 +101,7 @@ def _ppo(name: str, make_objective, *, reads=(), prior=False, entropy_bonus=Fals
          **defaults) -> Algorithm:
     """A PPO-family algorithm: the actor starts as the prior when there is one; critic warm-up then. With
     `demos`, GAIL: a discriminator's reward instead of the task's."""
-    reads = frozenset(reads) | ({"prior", "prior_temperature"} if prior else {"policy_hidden"})
+    reads = frozenset(reads) | ({"prior", "prior_temperature", "prior_vecnormalize"} if prior else {"policy_hidden"})
     reads |= {"demos"} if demos else set()
     ignores = (frozenset() if entropy_bonus else frozenset({"ppo.entropy_cost"})) | (frozenset() if demos else GAIL)
     ignores |= frozenset() if prior else PRIOR_TERM
@@ -114,7 +114,7 @@ def _ppo(name: str, make_objective, *, reads=(), prior=False, entropy_bonus=Fals
 
 
 def _sac(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Algorithm:
-    reads = frozenset(reads) | {"policy_hidden"} | ({"prior", "prior_temperature"} if prior else set())
+    reads = frozenset(reads) | {"policy_hidden"} | ({"prior", "prior_temperature", "prior_vecnormalize"} if prior else set())
     ignores = frozenset() if prior else frozenset(
         {"sac.init_from_prior", "sac.prior_weight_warmup_factor", "sac.prior_weight_warmup_steps"})
     return Algorithm(name, "sac", make_objective, needs_prior=prior, reads=reads, ignores=ignores,
@@ -127,7 +127,7 @@ def _dqn(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Alg
     epsilon = {"dqn.epsilon_start": 0.1, "dqn.epsilon_end": 0.01} if prior else {
         "dqn.epsilon_start": 1.0, "dqn.epsilon_end": 0.04}
     return Algorithm(name, "dqn", make_objective, needs_prior=prior, reads=frozenset(reads) | (
-        {"prior", "prior_temperature"} if prior else set()), defaults={**epsilon, **defaults})
+        {"prior", "prior_temperature", "prior_vecnormalize"} if prior else set()), defaults={**epsilon, **defaults})
 
 
 def _bc(name: str, make_objective, **defaults) -> Algorithm:

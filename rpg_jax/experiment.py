@@ -137,7 +137,7 @@ def make_train(run: RunConfig) -> Experiment:
         run = dataclasses.replace(run, demos=demos_lib.locate(run.demos))
     env = envs.make(run.task)
     check_action_space(algo, run.task, env)
-    prior = (priors.load(run.prior, run.task, env, run.prior_temperature)
+    prior = (priors.load(run.prior, run.task, env, run.prior_temperature, run.prior_vecnormalize)
              if run.prior is not None else None)
     if prior is not None and prior.unsquashed and not algo.init_from_prior:
         raise UserError(f"{run.prior} is an unsquashed Gaussian policy (SB3's PPO): --algo {algo.name} evaluates it "

@@ -98,6 +98,9 @@ class RunConfig:
     prior_temperature: float | None = None
     """α of a prior trained elsewhere (a Brax checkpoint, an SB3 PPO or DQN model record none; an SB3 SAC model's
     entropy coefficient is its default); ω' and α̂ default to it."""
+    prior_vecnormalize: Path | None = None
+    """SB3 VecNormalize statistics (a vecnormalize.pkl) of a Stable-Baselines3 prior, read as its observation
+    normalizer (default: the vecnormalize.pkl beside the zip, if there is one)."""
     prior_weight: float | None = None
     """ω', weight of log π_prior in the reward (default: the prior's temperature α, i.e. ω = 1)."""
     temperature: float | None = None

@@ -237,6 +237,17 @@ def test_vecnormalize_beside_the_zip_is_the_priors_normalizer(tmp_path):
     np.testing.assert_allclose(prior.log_prob(jnp.asarray(obs), jnp.asarray(actions)), log_probs.detach().numpy(),
                                rtol=1e-5, atol=1e-5)
     assert "vecnormalize.pkl" in prior.origin
+    # Statistics kept elsewhere, given by --prior-vecnormalize: the same normalizer; a run's prior takes none.
+    elsewhere = tmp_path / "stats" / "train_stats.pkl"
+    elsewhere.parent.mkdir()
+    (tmp_path / "vecnormalize.pkl").rename(elsewhere)
+    assert " with " not in priors.load(path, "inverted_pendulum", temperature=0.2).origin
+    experiment = make_train(RunConfig(task="inverted_pendulum", algo="residual_ppo", prior=path, prior_temperature=0.2,
+                                      prior_vecnormalize=elsewhere))
+    np.testing.assert_allclose(normalization.normalize(experiment.prior.normalizer, jnp.asarray(obs)), theirs,
+                               atol=1e-5)
+    with pytest.raises(UserError, match="is for a Stable-Baselines3 zip prior"):
+        priors.load(tmp_path, "inverted_pendulum", vecnormalize=elsewhere)
 
 
 def test_gsde_and_deterministic_policies_are_refused_in_one_line_saying_why(tmp_path):

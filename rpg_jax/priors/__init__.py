@@ -32,20 +32,24 @@ __all__ = ["LOG_PROB_MIN", "Policy", "Prior", "brax", "fit", "is_foreign", "load
 
 
 @reading("a prior")
-def load(path: str | Path, task: str, env: Any = None, temperature: float | None = None) -> Policy:
+def load(path: str | Path, task: str, env: Any = None, temperature: float | None = None,
+         vecnormalize: str | Path | None = None) -> Policy:
     """The policy of `path` as a prior for `task`, its sizes checked against the task's env.
 
     `path` is a run directory, a Brax PPO/SAC checkpoint (`priors.brax`) or a Stable-Baselines3 model zip
     (`priors.sb3`), which record no temperature (SB3's SAC excepted): `temperature` gives its α (0 if None). A run
-    directory records its own, and `temperature` is refused there.
+    directory records its own, and `temperature` is refused there. `vecnormalize`: an SB3 prior's VecNormalize
+    statistics, if not the `vecnormalize.pkl` beside its zip.
     """
     env = envs.make(task) if env is None else env
     sizes = dict(task=task, obs_size=env.observation_size, action_size=env.action_size,
                  discrete_actions=envs.discrete_actions(env))
+    if vecnormalize is not None and not sb3.is_model_zip(path):
+        raise UserError(f"--prior-vecnormalize is for a Stable-Baselines3 zip prior; {path} is not one")
     if brax.checkpoint_step(path) is not None:
         policy = brax.load_prior(path, temperature=temperature, **sizes)
     elif sb3.is_model_zip(path):
-        policy = sb3.load_prior(path, temperature=temperature, **sizes)
+        policy = sb3.load_prior(path, temperature=temperature, vecnormalize=vecnormalize, **sizes)
     elif Path(path).is_file():
         raise UserError(f"{path} is neither a Stable-Baselines3 model zip (a zip holding data and policy.pth) nor a "
                         "directory: it may be damaged")
@@ -96,7 +100,8 @@ def load_prior_of(run_dir: str | Path) -> tuple[str, Policy]:
     if not customized.get("prior"):
         raise UserError(f"{run_dir} customized no prior")
     task = envs.get_task(config["task"]).name
-    return task, load(customized["prior"], task, temperature=customized.get("prior_temperature"))
+    return task, load(customized["prior"], task, temperature=customized.get("prior_temperature"),
+                      vecnormalize=customized.get("prior_vecnormalize"))
 
 
 def is_foreign(path: str | Path) -> bool:

@@ -274,9 +274,9 @@ def _policy(kind: str, weights: dict[str, np.ndarray], obs_size: int, action_siz
 
 
 def load_prior(path: str | Path, *, task: str, obs_size: int, action_size: int, temperature: float | None,
-               discrete_actions: int | None = None) -> Policy:
+               discrete_actions: int | None = None, vecnormalize: str | Path | None = None) -> Policy:
     """The policy of an SB3 PPO, A2C, SAC or DQN model zip as a prior for `task`, refusing one whose spaces do not
-    fit; with the statistics of a `vecnormalize.pkl` beside it as its normalizer."""
+    fit; with the statistics of `vecnormalize` (default: a `vecnormalize.pkl` beside the zip) as its normalizer."""
     path = Path(path).absolute()
     data, weights, variables = _read(path)
     obs_space, action_space = _space(data, "observation_space", path), _space(data, "action_space", path)
@@ -293,7 +293,9 @@ def load_prior(path: str | Path, *, task: str, obs_size: int, action_size: int, 
     except KeyError as e:
         raise UserError(f"{path}: its policy.pth lacks {e.args[0]}") from None
     normalizer, origin = normalization.init(obs_size), f"Stable-Baselines3 {kind} model {path}"
-    statistics = path.parent / VECNORMALIZE
+    statistics = Path(vecnormalize).absolute() if vecnormalize is not None else path.parent / VECNORMALIZE
+    if vecnormalize is not None and not statistics.is_file():
+        raise UserError(f"--prior-vecnormalize {statistics} does not exist")
     if statistics.exists():
         normalizer = read_vecnormalize(statistics, obs_size)
         origin += f" with {statistics}"
