@@ -197,7 +197,7 @@ def print_config(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rpg_jax import plan, sweep, train
+    from rpg_jax import plan, sweep
     from rpg_jax.settings import RunConfig
 
     commands = {
@@ -213,6 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, sweep.SweepConfig):
         split_cpu_into_devices()
     enable_compilation_cache()
+    return execute(args)
+
+
+def execute(args) -> int:
+    """Runs one parsed command (a RunConfig, SweepConfig, PlanConfig, Demos, Evaluate, Render or Demo): its exit
+    code, with bad input as one line on stderr (2) and a diverged run's message (1)."""
+    from rpg_jax import plan, sweep, train
+    from rpg_jax.settings import RunConfig
+
     try:
         if isinstance(args, RunConfig) and args.print_config:
             print(print_config(args))
