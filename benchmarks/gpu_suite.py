@@ -100,9 +100,8 @@ def ppo_settings(sizes: Sizes):
 
 def accelerator_run(sizes: Sizes, **fields):
     """A RunConfig on the task's accelerator preset, the smoke's small networks where it asks for them."""
-    from rpg_jax.settings import RunConfig
-
     from rpg_jax import algorithms
+    from rpg_jax.settings import RunConfig
 
     fields = {"preset": "accelerator", "quiet": True, "ppo": ppo_settings(sizes), "eval_episodes": sizes.eval_episodes,
               **fields}
