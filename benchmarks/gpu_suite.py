@@ -1,4 +1,4 @@
-"""The accelerator benchmark: one command, about 8 minutes on one GPU, every part time-boxed.
+"""The accelerator benchmark: one command within an 8-minute budget on one GPU, every part time-boxed.
 
   python benchmarks/gpu_suite.py                # sizes by the device: "gpu" on an accelerator, "cpu" on a CPU
   python benchmarks/gpu_suite.py --smoke        # every part at tiny sizes (a test runs this on the CPU)
@@ -256,11 +256,6 @@ def last_line(text: str) -> str:
     return lines[-1][:300] if lines else "(no message)"
 
 
-def clock(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def markdown(results: dict) -> str:
     lines = [f"# GPU suite: {results['device']}, jax {results['jax']}, {results['date']} (sizes {results['sizes']})",
              "", f"Command: `{results['command']}`", "",
@@ -316,6 +311,7 @@ def main() -> None:
         return
 
     from common import RESULTS, device_name, device_slug
+    from rpg_jax.logging import clock
 
     parts = args.parts.split(",") if args.parts else parts_of(sizes)
     unknown = set(parts) - set(parts_of(sizes)) - {f"speed:{t}" for t in ("cheetah", "hopper", "ant")}

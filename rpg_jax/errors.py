@@ -24,9 +24,13 @@ def reading(what: str):
             except UserError:
                 raise
             except Exception as e:  # noqa: BLE001 (every failure of parsing foreign bytes is the file's)
-                detail = " ".join(str(e).split())[:200]
-                raise UserError(f"{path}: cannot be read as {what} ({type(e).__name__}: {detail})") from None
+                raise UserError(f"{path}: cannot be read as {what} ({detail(e)})") from None
 
         return read
 
     return decorate
+
+
+def detail(error: Exception) -> str:
+    """An exception as one short line, "ValueError: …": parsers' messages can run to many lines of internals."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"

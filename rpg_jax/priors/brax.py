@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rpg_jax import normalization
-from rpg_jax.errors import UserError
+from rpg_jax.errors import UserError, detail
 from rpg_jax.networks import ACTIVATIONS, PolicySpec
 from rpg_jax.priors import fit
 from rpg_jax.priors.policy import Policy
@@ -130,8 +130,7 @@ def _restore(step: Path) -> tuple[dict, dict]:
         restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
         target = checkpointer.restore(step, ocp.args.PyTreeRestore(restore_args=restore_args), item=None)
     except Exception as e:  # a damaged or foreign checkpoint: say which, not orbax's internals
-        detail = " ".join(str(e).split())[:200]  # orbax's messages run to many lines of its internals
-        raise UserError(f"could not read Brax checkpoint {step}: {type(e).__name__}: {detail}") from None
+        raise UserError(f"could not read Brax checkpoint {step}: {detail(e)}") from None
     if (not isinstance(target, (list, tuple)) or len(target) < 2 or not isinstance(target[1], dict)
             or not {"mean", "std", "count"} <= set(target[0])):
         raise UserError(f"Brax checkpoint {step} is not [normalizer, policy, …] as Brax saves it")
