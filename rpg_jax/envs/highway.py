@@ -355,16 +355,15 @@ class Highway(Env):
     def backend(self) -> str:
         return "jax"
 
-    def _state(self, t: Traffic, reward, done, terms) -> State:
-        return State(pipeline_state=t, obs=observe(t), reward=reward, done=done,
-                     metrics={"crashed": terms["crashed"], "speed_reward": terms["high_speed"]}, info={})
-
     def reset(self, rng: chex.PRNGKey) -> State:
         t = populate(rng)
         zero = jnp.zeros((), jnp.float32)
-        return self._state(t, zero, zero, {"crashed": zero, "high_speed": zero})
+        return State(pipeline_state=t, obs=observe(t), reward=zero, done=zero,
+                     metrics={"crashed": zero, "speed_reward": zero}, info={})
 
     def step(self, state: State, action: chex.Array) -> State:
         t = simulate(state.pipeline_state, jnp.asarray(action).reshape(()).astype(jnp.int32))
         terms = reward_terms(t)
-        return self._state(t, basic_reward(terms), terms["crashed"], terms)
+        metrics = {**state.metrics, "crashed": terms["crashed"], "speed_reward": terms["high_speed"]}
+        return state.replace(pipeline_state=t, obs=observe(t), reward=basic_reward(terms), done=terms["crashed"],
+                             metrics=metrics)

@@ -186,4 +186,5 @@ class Parking(Env):
         crashed = lot.crashed.astype(jnp.float32)
         success = (distance > -SUCCESS).astype(jnp.float32)
         return state.replace(pipeline_state=lot, obs=obs, reward=distance + COLLISION * crashed,
-                             done=jnp.maximum(crashed, success), metrics={"success": success, "crashed": crashed})
+                             done=jnp.maximum(crashed, success),
+                             metrics={**state.metrics, "success": success, "crashed": crashed})

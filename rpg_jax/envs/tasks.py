@@ -10,6 +10,7 @@ from brax import envs as brax_envs
 from brax.envs.base import Env
 from brax.envs.wrappers.training import EpisodeWrapper
 
+from rpg_jax.envs import highway, parking
 from rpg_jax.envs.classic import CartPole, MountainCarContinuous
 from rpg_jax.envs.playground import PlaygroundEnv
 from rpg_jax.envs.customization import (
@@ -143,6 +144,23 @@ TASKS: dict[str, Task] = {
             lambda obs, action: -0.1 * (action[0] < 0.0),
             999,
             "reach the goal pushing left less: r_R = −0.1·[a < 0]",
+            terminal="success",
+        ),
+        Task(
+            "highway",
+            highway.Highway,
+            highway.keep_right_reward,
+            40,
+            "drive fast without crashing, keeping to the right: r_R = 0.5·lane/2 (lane 2 the rightmost; "
+            "highway-env's highway-fast in pure JAX, 30 IDM/MOBIL vehicles, 5 meta-actions; docs/driving.md)",
+        ),
+        Task(
+            "parking",
+            parking.Parking,
+            parking.touches_lines,
+            100,
+            "park in the goal spot without touching its side lines: r_R = −1 per step the car's rectangle "
+            "touches one (highway-env's parking in pure JAX; docs/driving.md)",
             terminal="success",
         ),
     ]
