@@ -17,7 +17,27 @@ EXPECTED_ADDON = {
     "ant": lambda obs, a: -obs[14],
     "cartpole": lambda obs, a: -abs(obs[0]) / 2.4,
     "mountaincar": lambda obs, a: -0.1 * float(a[0] < 0),
+    "highway": lambda obs, a: 0.5 * min(max(round(obs[2] * 12 / 4), 0), 2) / 2,
+    "parking": lambda obs, a: -float(_touches_goal_lines(obs)),
 }
+
+
+def _touches_goal_lines(obs) -> bool:
+    """Either 8 m × 0.1 m side line of the goal spot, 2 m from its centre line, against the car's 5 m × 2 m, by
+    highway-env's polygon test."""
+    from highway_env.utils import are_polygons_intersecting
+
+    def box(x, y, heading, length, width):
+        corners = np.array([[-length, -width], [-length, width], [length, width], [length, -width]]) / 2
+        c, s = np.cos(heading), np.sin(heading)
+        points = corners @ np.array([[c, s], [-s, c]]) + [x, y]
+        return np.vstack([points, points[:1]])
+
+    goal, ego = obs[:6] * [100, 100, 5, 5, 1, 1], obs[6:] * [100, 100, 5, 5, 1, 1]
+    car = box(ego[0], ego[1], np.arctan2(ego[5], ego[4]), 5.0, 2.0)
+    heading = np.arctan2(goal[5], goal[4])
+    return any(are_polygons_intersecting(car, box(goal[0] - side * 2 * np.sin(heading), goal[1] + side * 2 * np.cos(
+        heading), heading, 8.0, 0.1), np.zeros(2), np.zeros(2))[0] for side in (-1, 1))
 
 
 def test_registry_matches_the_spec_table():
@@ -38,7 +58,7 @@ def _step_twice(name, episode_length=None):
     return env, actions, run(jax.random.PRNGKey(0))
 
 
-FAST = ("inverted_pendulum", "cartpole", "mountaincar")
+FAST = ("inverted_pendulum", "cartpole", "mountaincar", "highway", "parking")
 
 
 @pytest.mark.parametrize("name", [name if name in FAST else pytest.param(name, marks=pytest.mark.slow)
@@ -67,8 +87,8 @@ def test_time_limit_is_a_truncation_with_the_final_observation_kept():
 
 
 def test_unknown_task_lists_the_valid_ones():
-    with pytest.raises(UserError, match="valid tasks: ant, cartpole, cheetah, halfcheetah, hopper, "
-                                        "inverted_pendulum, mountaincar"):
+    with pytest.raises(UserError, match="valid tasks: ant, cartpole, cheetah, halfcheetah, highway, hopper, "
+                                        "inverted_pendulum, mountaincar, parking"):
         envs.make("swimmer")
 
 
