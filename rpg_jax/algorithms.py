@@ -127,7 +127,8 @@ def _dqn(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Alg
     epsilon = {"dqn.epsilon_start": 0.1, "dqn.epsilon_end": 0.01} if prior else {
         "dqn.epsilon_start": 1.0, "dqn.epsilon_end": 0.04}
     return Algorithm(name, "dqn", make_objective, needs_prior=prior, reads=frozenset(reads) | (
-        {"prior", "prior_temperature", "prior_vecnormalize"} if prior else set()), defaults={**epsilon, **defaults})
+        {"prior", "prior_temperature", "prior_vecnormalize"} if prior else set()),
+        defaults={**epsilon, "dqn.q_hidden": (64, 64), **defaults})
 
 
 def _bc(name: str, make_objective, **defaults) -> Algorithm:

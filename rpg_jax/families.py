@@ -34,6 +34,7 @@ class Shared:
     policy_hidden: tuple[int, ...]
     iterations_per_chunk: int
     steps: int = 300_000
+    discount: float = 0.99
 
 
 SHARED = tuple(f.name for f in dataclasses.fields(Shared))
@@ -204,8 +205,8 @@ class DQNSettings(Checked):
     """Gradient updates per iteration."""
     warmup_steps: int = 1_000
     """Env steps before learning."""
-    q_hidden: tuple[int, ...] = (64, 64)
-    """Q-network widths (the Q-network is the policy)."""
+    q_hidden: tuple[int, ...] | None = None
+    """Q-network widths (the Q-network is the policy; default: the task's preset, else 64 64)."""
     target_update_period: int = 1
     """Gradient updates between target updates."""
     tau: float = 0.005

@@ -83,6 +83,8 @@ def rollout(task: str, policy: priors.Policy | planning.Planner, key: jax.Array,
 def physical_state(state) -> jax.Array:
     if state.pipeline_state is None:
         return state.info["final_obs"]  # the classic tasks' obs is their state; final_obs is pre-reset
+    if hasattr(state.pipeline_state, "scene"):
+        return state.pipeline_state.scene()  # the driving tasks: vehicle poses
     return state.pipeline_state.qpos
 
 
@@ -174,8 +176,68 @@ class ClassicFilm:
         pass
 
 
+class DrivingFilm:
+    """Draws the driving tasks from above: highway's road (lanes, the ego in green, the others in blue, crashed
+    ones in red) following the ego; parking's lot with the goal spot's lines and the goal."""
+
+    TASKS = ("highway", "parking")
+
+    def __init__(self, task: str, width: int, height: int):
+        self.task, self.width, self.height = task, width, height
+
+    def frame(self, scene: np.ndarray) -> np.ndarray:
+        image = Image.new("RGB", (self.width, self.height), (110, 110, 110))
+        getattr(self, f"_{self.task}")(ImageDraw.Draw(image), scene)
+        return np.asarray(image)
+
+    def _car(self, draw, to_px, x, y, heading, colour) -> None:
+        corners = np.array([[-2.5, -1.0], [-2.5, 1.0], [2.5, 1.0], [2.5, -1.0]])
+        c, s = np.cos(heading), np.sin(heading)
+        points = corners @ np.array([[c, s], [-s, c]]) + [x, y]
+        draw.polygon([to_px(px, py) for px, py in points], fill=colour, outline=(20, 20, 20))
+
+    def _highway(self, draw, scene: np.ndarray) -> None:
+        from rpg_jax.envs import highway
+
+        vehicles = scene.reshape(-1, 4)
+        scale = self.width / 100.0  # 100 m of road in view, the ego at a quarter of it
+        ego_x = vehicles[0, 0]
+        top = self.height / 2 - scale * highway.LANE_WIDTH * (highway.LANES - 1) / 2
+        to_px = lambda x, y: (self.width / 4 + (x - ego_x) * scale, top + y * scale)  # noqa: E731
+        for k in range(highway.LANES + 1):
+            y = (k - 0.5) * highway.LANE_WIDTH
+            draw.line([to_px(ego_x - 40, y), to_px(ego_x + 100, y)], fill=(240, 240, 240),
+                      width=2 if k in (0, highway.LANES) else 1)
+        for i, (x, y, heading, crashed) in enumerate(vehicles):
+            colour = (200, 50, 50) if crashed else (50, 180, 80) if i == 0 else (70, 110, 200)
+            self._car(draw, to_px, x, y, heading, colour)
+
+    def _parking(self, draw, scene: np.ndarray) -> None:
+        from rpg_jax.envs import parking
+
+        x, y, heading, crashed, gx, gy, gheading = scene
+        scale = min(self.width / 74.0, self.height / 46.0)
+        to_px = lambda px, py: (self.width / 2 + px * scale, self.height / 2 - py * scale)  # noqa: E731
+        draw.rectangle([to_px(-35, 21), to_px(35, -21)], outline=(30, 30, 30), width=2)
+        goal_last = sorted(np.asarray(parking.spots()), key=lambda spot: (spot[0], spot[1]) == (gx, gy))
+        for sx, sy, _ in goal_last:  # the goal's lines drawn last: neighbouring spots share lines
+            colour = (250, 200, 40) if (sx, sy) == (gx, gy) else (235, 235, 235)
+            for side in (-1, 1):
+                lx = sx + side * parking.SPOT_WIDTH / 2
+                draw.line([to_px(lx, sy - 4), to_px(lx, sy + 4)], fill=colour, width=2)
+        draw.ellipse([to_px(gx - 0.8, gy + 0.8), to_px(gx + 0.8, gy - 0.8)], fill=(250, 200, 40))
+        self._car(draw, to_px, x, y, heading, (200, 50, 50) if crashed else (50, 180, 80))
+
+    def close(self) -> None:
+        pass
+
+
 def film_for(task: str, width: int, height: int):
-    return ClassicFilm(task, width, height) if task in ClassicFilm.TASKS else MujocoFilm(task, width, height)
+    if task in ClassicFilm.TASKS:
+        return ClassicFilm(task, width, height)
+    if task in DrivingFilm.TASKS:
+        return DrivingFilm(task, width, height)
+    return MujocoFilm(task, width, height)
 
 
 def labelled(frame: np.ndarray, text: str) -> np.ndarray:

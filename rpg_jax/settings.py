@@ -48,6 +48,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                        "accelerator": {"num_envs": 4096, "steps": 64_225_280}}},
     "ant": {"ppo": {"cpu": {"num_envs": 128, "steps": 3_000_000},
                     "accelerator": {"num_envs": 4096, "steps": 96_993_280}}},
+    # highway-env's own DQN settings for highway-fast (γ 0.8, 256×256, lr 5e-4); the planner's γ in RQL is 0.8 too
+    "highway": {"dqn": {"discount": 0.8, "learning_rate": 5e-4, "dqn.q_hidden": (256, 256), "steps": 100_000}},
 }
 DEVICE_CLASSES = ("cpu", "accelerator")
 Preset = Literal["auto", "cpu", "accelerator"]
@@ -118,8 +120,8 @@ class RunConfig:
     """Parallel environments (default: the task's preset, else 64 for PPO, 16 for SAC, 8 for DQN)."""
     learning_rate: Annotated[float | None, tyro.conf.arg(aliases=("--lr",))] = None
     """Adam learning rate (default: the task's preset, else 1e-3 for PPO and DQN, 3e-4 for SAC)."""
-    discount: float = 0.99
-    """γ."""
+    discount: float | None = None
+    """γ (default: the task's preset, else 0.99)."""
     policy_hidden: tuple[int, ...] | None = None
     """Actor widths (default: the task's preset, else 32×32 for PPO, 64×64 for SAC; an actor that starts from
     the prior has the prior's; DQN's policy is its Q-network, --dqn.q-hidden)."""
@@ -236,7 +238,7 @@ def checked(run: RunConfig) -> tuple[Algorithm, RunConfig, Any]:
               "kl_target": run.kl_target, **group.numbers()}
     group.check(algo)
     check_numbers(checks)
-    if not 0.0 <= run.discount <= 1.0 or not 0.0 <= run.ppo.gae_lambda <= 1.0:
+    if (run.discount is not None and not 0.0 <= run.discount <= 1.0) or not 0.0 <= run.ppo.gae_lambda <= 1.0:
         raise UserError("--discount and --ppo.gae-lambda must lie in [0, 1]")
     if algo.needs_prior and run.prior is None:
         raise UserError(f"--algo {run.algo} customizes a prior: pass --prior RUN_DIR")

@@ -74,9 +74,10 @@ def test_an_unknown_terminal_kind_is_refused():
         guard.compare(ends(0, 1), ends(0, 1), "draw", episodes=1)
 
 
-def test_mountaincar_terminates_on_success_and_the_rest_on_failure():
-    assert envs.get_task("mountaincar").terminal == "success"
-    assert {envs.get_task(t).terminal for t in envs.TASKS if t != "mountaincar"} == {"failure"}
+def test_goal_tasks_terminate_on_success_and_the_rest_on_failure():
+    success = {"mountaincar", "parking"}  # reaching the goal ends their episodes
+    assert {envs.get_task(t).terminal for t in success} == {"success"}
+    assert {envs.get_task(t).terminal for t in envs.TASKS if t not in success} == {"failure"}
 
 
 def run_episodes(task: str, action, episodes: int = 4) -> dict:

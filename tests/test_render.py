@@ -46,6 +46,29 @@ def test_classic_task_frames(tmp_path):
     assert not np.array_equal(car.frame(np.array([-0.5, 0.0])), car.frame(np.array([0.3, 0.0])))
 
 
+@pytest.mark.parametrize("task,action", [("highway", 3), ("parking", [1.0, 0.5])])
+def test_driving_task_frames_follow_the_scene(task, action, tmp_path):
+    """Frames drawn from the scenes a rollout records: the picture changes as the cars move, and a written GIF
+    reads back."""
+    import jax
+    import jax.numpy as jnp
+
+    from rpg_jax import envs
+
+    env = envs.make(task)
+    state = env.reset(jax.random.PRNGKey(0))
+    scenes = [render.physical_state(state)]
+    for _ in range(3):
+        state = jax.jit(env.step)(state, jnp.asarray(action))
+        scenes.append(render.physical_state(state))
+    film = render.film_for(task, 160, 96)
+    frames = [film.frame(np.asarray(scene)) for scene in scenes]
+    assert frames[0].shape == (96, 160, 3) and frames[0].std() > 5
+    assert not np.array_equal(frames[1], frames[3])
+    render.write_video(tmp_path / "drive.gif", frames, fps=4)
+    assert iio.imread(tmp_path / "drive.gif").shape[1:] == (96, 160, 3)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--out", "video.avi"], "must end in .mp4 or .gif"),
     (["--with-prior"], "customized no prior"),

@@ -191,7 +191,8 @@ def every_setting():
         if field.name in settings.FAMILY_SETTINGS:
             group = getattr(default, field.name)
             for f in dataclasses.fields(group):
-                changed = dataclasses.replace(group, **{f.name: changed_value(getattr(group, f.name))})
+                value = (7,) if f.name == "q_hidden" else changed_value(getattr(group, f.name))  # None: widths
+                changed = dataclasses.replace(group, **{f.name: value})
                 yield f"{field.name}.{f.name}", {field.name: changed}
         elif field.name == "policy_hidden":
             yield field.name, {field.name: (7,)}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax.envs.base import Env, State
 from flax import struct
 
@@ -33,17 +34,18 @@ SIMULATION_HZ, POLICY_HZ = 5, 1
 FRAMES, DT = SIMULATION_HZ // POLICY_HZ, 1.0 / SIMULATION_HZ
 TARGET_SPEEDS = (20.0, 25.0, 30.0)
 OBSERVED, PERCEPTION = 5, 200.0
-SCALE = jnp.array([1.0, 200.0, 12.0, 80.0, 80.0])
+# module constants are numpy, not jax: importing rpg_jax must not start a JAX backend (`cli.split_cpu_into_devices`)
+SCALE = np.array([1.0, 200.0, 12.0, 80.0, 80.0])
 ACTIONS = ("LANE_LEFT", "IDLE", "LANE_RIGHT", "FASTER", "SLOWER")
 
 # ControlledVehicle's controller and IDMVehicle's driver model (highway_env/vehicle/{controller,behavior}.py)
 TAU_ACC, TAU_HEADING, TAU_LATERAL = 0.6, 0.2, 0.6
 TAU_PURSUIT = 0.5 * TAU_HEADING
-MAX_STEERING = jnp.pi / 3
+MAX_STEERING = np.pi / 3
 ACC_MAX, COMFORT_ACC_MAX, COMFORT_ACC_MIN = 6.0, 3.0, -5.0
 DISTANCE_WANTED, TIME_WANTED = 5.0 + driving.LENGTH, 1.5
 LANE_CHANGE_MIN_ACC_GAIN, LANE_CHANGE_MAX_BRAKING_IMPOSED, LANE_CHANGE_DELAY = 0.2, 2.0, 1.0
-DIAGONAL = float(jnp.sqrt(driving.LENGTH**2 + driving.WIDTH**2))
+DIAGONAL = float(np.sqrt(driving.LENGTH**2 + driving.WIDTH**2))
 
 
 @struct.dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax.envs.base import Env, State
 from flax import struct
 
@@ -24,15 +25,15 @@ from rpg_jax.envs import driving
 SPOTS, SPOT_WIDTH, SPOT_DEPTH, SPOT_OFFSET = 14, 4.0, 8.0, 10.0
 SIMULATION_HZ, POLICY_HZ = 15, 5
 FRAMES, DT = SIMULATION_HZ // POLICY_HZ, 1.0 / SIMULATION_HZ
-SCALES = jnp.array([100.0, 100.0, 5.0, 5.0, 1.0, 1.0])
-WEIGHTS = jnp.array([1.0, 0.3, 0.0, 0.0, 0.02, 0.02])
+SCALES = np.array([100.0, 100.0, 5.0, 5.0, 1.0, 1.0])
+WEIGHTS = np.array([1.0, 0.3, 0.0, 0.0, 0.02, 0.02])
 SUCCESS, COLLISION = 0.12, -5.0
-ACCELERATION, STEERING = 5.0, jnp.pi / 4
+ACCELERATION, STEERING = 5.0, np.pi / 4
 # walls: centre x, y, heading, length (each 1 m thick)
-WALLS = jnp.array([[0.0, -21.0, 0.0, 70.0], [0.0, 21.0, 0.0, 70.0],
-                   [-35.0, 0.0, jnp.pi / 2, 42.0], [35.0, 0.0, jnp.pi / 2, 42.0]])
+WALLS = np.array([[0.0, -21.0, 0.0, 70.0], [0.0, 21.0, 0.0, 70.0],
+                   [-35.0, 0.0, np.pi / 2, 42.0], [35.0, 0.0, np.pi / 2, 42.0]])
 LINE_LENGTH, LINE_WIDTH = SPOT_DEPTH, 0.1
-DIAGONAL = float(jnp.sqrt(driving.LENGTH**2 + driving.WIDTH**2))
+DIAGONAL = float(np.sqrt(driving.LENGTH**2 + driving.WIDTH**2))
 
 
 def spot_x() -> jax.Array:
