@@ -38,29 +38,36 @@ def controlled_returns(env: Env, init: Callable, act: Callable, key: chex.PRNGKe
     Each episode counts rewards until its first `done` (terminal or time limit); what the auto-reset env does
     afterwards is masked out. Returns arrays of shape (num_episodes,) for `basic_return`, `addon_return`,
     `total_return`, `length` and `terminated` (1 where the episode ended by termination, 0 where it ran to the
-    time limit): the guard compares the last two with the prior's (`rpg_jax.guard`).
+    time limit): the guard compares the last two with the prior's (`rpg_jax.guard`). A task whose env reports
+    `metrics["success"]` (parking) adds `success`: 1 where the episode ended by reaching its goal.
     """
     key_reset, key_act = jax.random.split(key)
     state = jax.vmap(env.reset)(jax.random.split(key_reset, num_episodes))
     zeros = jnp.zeros((num_episodes,), jnp.float32)
 
+    reports_success = "success" in state.metrics
+
     def step(carry, key_step):
-        state, memory, alive, basic, addon, length, terminated = carry
+        state, memory, alive, basic, addon, length, terminated, success = carry
         action, memory = act(memory, state, key_step)
         state = jax.vmap(env.step)(state, action)
         basic = basic + alive * state.metrics["reward_basic"]
         addon = addon + alive * state.metrics["reward_addon"]
         length = length + alive
         terminated = terminated + alive * state.done * (1.0 - state.info["truncation"])
+        if reports_success:
+            success = success + alive * state.done * state.metrics["success"]
         alive = alive * (1.0 - state.done)
-        return (state, memory, alive, basic, addon, length, terminated), None
+        return (state, memory, alive, basic, addon, length, terminated, success), None
 
-    carry = (state, init(state, jax.random.fold_in(key_reset, 1)), jnp.ones_like(zeros), zeros, zeros, zeros, zeros)
-    (_, _, _, basic, addon, length, terminated), _ = jax.lax.scan(
+    carry = (state, init(state, jax.random.fold_in(key_reset, 1)), jnp.ones_like(zeros), zeros, zeros, zeros, zeros,
+             zeros)
+    (_, _, _, basic, addon, length, terminated, success), _ = jax.lax.scan(
         step, carry, jax.random.split(key_act, episode_length)
     )
-    return {"basic_return": basic, "addon_return": addon, "total_return": basic + addon, "length": length,
-            "terminated": terminated}
+    returns = {"basic_return": basic, "addon_return": addon, "total_return": basic + addon, "length": length,
+               "terminated": terminated}
+    return {**returns, "success": success} if reports_success else returns
 
 
 def evaluation_key(seed: int) -> chex.PRNGKey:

@@ -216,10 +216,12 @@ class DrivingFilm:
         from rpg_jax.envs import parking
 
         x, y, heading, crashed, gx, gy, gheading = scene
+        layout = envs.get_task(self.task).make_base().layout
         scale = min(self.width / 74.0, self.height / 46.0)
         to_px = lambda px, py: (self.width / 2 + px * scale, self.height / 2 - py * scale)  # noqa: E731
-        draw.rectangle([to_px(-35, 21), to_px(35, -21)], outline=(30, 30, 30), width=2)
-        goal_last = sorted(np.asarray(parking.spots()), key=lambda spot: (spot[0], spot[1]) == (gx, gy))
+        if layout.walls:
+            draw.rectangle([to_px(-35, 21), to_px(35, -21)], outline=(30, 30, 30), width=2)
+        goal_last = sorted(np.asarray(parking.spots(layout)), key=lambda spot: (spot[0], spot[1]) == (gx, gy))
         for sx, sy, _ in goal_last:  # the goal's lines drawn last: neighbouring spots share lines
             colour = (250, 200, 40) if (sx, sy) == (gx, gy) else (235, 235, 235)
             for side in (-1, 1):

@@ -23,7 +23,7 @@ from rpg_jax import envs  # noqa: E402
 from rpg_jax.envs import driving, highway, parking  # noqa: E402
 
 simulate_highway = jax.jit(highway.simulate)
-simulate_parking = jax.jit(parking.simulate)
+simulate_parking = jax.jit(parking.simulate, static_argnums=2)
 
 
 def assert_same_traffic(ours: highway.Traffic, theirs: highway.Traffic):
@@ -149,15 +149,20 @@ def test_rectangle_collisions_as_highway_env():
     assert counts.min() > 50  # both outcomes are well represented
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_parking_steps_as_highway_env(seed):
-    """Random actions: pose, speed, crash into a wall, observation, reward and the end agree."""
-    env = make_parking()
+LAYOUTS = [parking.RQL, parking.HIGHWAY_ENV]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["rql", "highway_env"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_parking_steps_as_highway_env(seed, layout):
+    """Random actions: pose, speed, crash into a wall (in highway-env 1.12's walled lot), observation, reward and
+    the end agree."""
+    env = make_parking(layout)
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     for _ in range(100):
         action = rng.uniform(-1, 1, 2)
-        ours = jax.device_get(simulate_parking(lot_of(env), jnp.asarray(action, jnp.float32)))
+        ours = jax.device_get(simulate_parking(lot_of(env), jnp.asarray(action, jnp.float32), layout))
         obs, reward, terminated, truncated, info = env.step(action)
         np.testing.assert_allclose(ours.position, env.vehicle.position, atol=1e-4)
         np.testing.assert_allclose(ours.heading, env.vehicle.heading, atol=1e-5)
@@ -171,25 +176,26 @@ def test_parking_steps_as_highway_env(seed):
             break
 
 
-def test_parking_spots_and_the_start_rule_as_highway_env():
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["rql", "highway_env"])
+def test_parking_spots_and_the_start_rule_as_highway_env(layout):
     """The goal poses are highway-env's lanes' midpoints; the spot the ego starts nearest (never the goal) is
     highway-env's closest lane, for random poses."""
-    env = make_parking()
+    env = make_parking(layout)
     env.reset(seed=0)
     lanes = [env.road.network.get_lane(i) for i in env.road.network.lanes_dict()]
     expected = [[*lane.position(lane.length / 2, 0), lane.heading] for lane in lanes]
-    np.testing.assert_allclose(parking.spots(), expected, atol=1e-5)
+    np.testing.assert_allclose(parking.spots(layout), expected, atol=1e-5)
     rng = np.random.default_rng(0)
     indexes = list(env.road.network.lanes_dict())
     for _ in range(200):
         position, heading = rng.uniform(-30, 30, 2), rng.uniform(-np.pi, np.pi)
         closest = env.road.network.get_closest_lane_index(position, heading)
-        assert int(parking.nearest_spot(jnp.asarray(position, jnp.float32), heading)) == indexes.index(closest)
-    starts = jax.vmap(parking.start)(jax.random.split(jax.random.PRNGKey(0), 512))
-    taken = jax.vmap(parking.nearest_spot)(starts.position, starts.heading)
-    goal_index = np.array([np.argmin(np.abs(parking.spots() - g).sum(-1)) for g in np.asarray(starts.goal)])
+        assert int(parking.nearest_spot(jnp.asarray(position, jnp.float32), heading, layout)) == indexes.index(closest)
+    starts = jax.vmap(lambda k: parking.start(k, layout))(jax.random.split(jax.random.PRNGKey(0), 512))
+    taken = jax.vmap(lambda p, h: parking.nearest_spot(p, h, layout))(starts.position, starts.heading)
+    goal_index = np.array([np.argmin(np.abs(parking.spots(layout) - g).sum(-1)) for g in np.asarray(starts.goal)])
     assert (goal_index != np.asarray(taken)).all()
-    assert len(set(goal_index)) == 2 * parking.SPOTS  # every spot is drawn (a spot is taken only at some headings)
+    assert len(set(goal_index)) == 2 * layout.spots  # every spot is drawn (a spot is taken only at some headings)
 
 
 def test_touching_the_goal_lines_as_highway_env_polygons():

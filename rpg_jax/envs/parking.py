@@ -1,9 +1,11 @@
 """highway-env's `parking-v0` in pure JAX: drive a kinematic bicycle from the origin into a goal spot.
 
-highway-env 1.12's layout and physics: 14 spots a side (4 m wide, 8 m deep, their centres at y = ±14), walls
-70 m × 42 m around the lot, simulation 15 Hz, policy 5 Hz; the ego starts at rest at the origin with a uniform
-heading; the goal is a random spot other than the one nearest the ego's start (`ParkingEnv._create_vehicles`).
-Residual Q-Learning's episode is 100 policy steps (the task registry's time limit; highway-env's default is 500).
+highway-env's physics: simulation 15 Hz, policy 5 Hz; spots 4 m wide and 8 m deep, their centres at y = ±14; the
+ego starts at rest at the origin with a uniform heading; the goal is a random spot other than the one nearest the
+ego's start (`ParkingEnv._create_vehicles`). Two layouts (`Layout`): Residual Q-Learning's (`RQL`, the task's: 15
+spots a side and no walls, as highway-env before 1.7) and highway-env 1.12's (`HIGHWAY_ENV`: 14 spots a side,
+walls 70 m × 42 m around the lot, a crash into one ending the episode with −5). Residual Q-Learning's episode is
+100 policy steps (the task registry's time limit; highway-env's default is 500).
 
 Observation (12): [goal; ego] × [x, y, vx, vy, cos h, sin h] / [100, 100, 5, 5, 1, 1] (highway-env's
 `KinematicsGoal` desired goal, then its observation). Action: [acceleration, steering] in [−1, 1]², mapped to
@@ -12,6 +14,8 @@ into a wall; the episode ends on success (the distance term above −0.12) or a 
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import chex
 import jax
@@ -22,7 +26,7 @@ from flax import struct
 
 from rpg_jax.envs import driving
 
-SPOTS, SPOT_WIDTH, SPOT_DEPTH, SPOT_OFFSET = 14, 4.0, 8.0, 10.0
+SPOT_WIDTH, SPOT_DEPTH, SPOT_OFFSET = 4.0, 8.0, 10.0
 SIMULATION_HZ, POLICY_HZ = 15, 5
 FRAMES, DT = SIMULATION_HZ // POLICY_HZ, 1.0 / SIMULATION_HZ
 SCALES = np.array([100.0, 100.0, 5.0, 5.0, 1.0, 1.0])
@@ -36,29 +40,44 @@ LINE_LENGTH, LINE_WIDTH = SPOT_DEPTH, 0.1
 DIAGONAL = float(np.sqrt(driving.LENGTH**2 + driving.WIDTH**2))
 
 
-def spot_x() -> jax.Array:
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The lot: spots per side, and whether walls enclose it (a crash into one ends the episode)."""
+
+    spots: int = 15
+    walls: bool = False
+
+
+RQL = Layout(15, walls=False)
+"""Residual Q-Learning's lot (highway-env before 1.7): without walls the car cannot end an episode by crashing,
+which with walls and rewards that are never positive is what an RL agent learns first."""
+HIGHWAY_ENV = Layout(14, walls=True)
+"""highway-env 1.12's `parking-v0`."""
+
+
+def spot_x(layout: Layout) -> jax.Array:
     """The spots' centre lines, left to right (`ParkingEnv._create_road`)."""
-    k = jnp.arange(SPOTS)
-    return (k + 1 - SPOTS // 2) * SPOT_WIDTH - SPOT_WIDTH / 2
+    k = jnp.arange(layout.spots)
+    return (k + 1 - layout.spots // 2) * SPOT_WIDTH - SPOT_WIDTH / 2
 
 
-def spots() -> jax.Array:
+def spots(layout: Layout) -> jax.Array:
     """Every spot's goal pose [x, y, heading] in highway-env's lane order: the upper row (heading +π/2), then the
     lower row (heading −π/2)."""
-    x = spot_x()
+    x = spot_x(layout)
     upper = jnp.stack([x, jnp.full_like(x, SPOT_OFFSET + SPOT_DEPTH / 2), jnp.full_like(x, jnp.pi / 2)], -1)
     lower = jnp.stack([x, jnp.full_like(x, -SPOT_OFFSET - SPOT_DEPTH / 2), jnp.full_like(x, -jnp.pi / 2)], -1)
     return jnp.concatenate([upper, lower])
 
 
-def nearest_spot(position: chex.Array, heading: chex.Array) -> chex.Array:
+def nearest_spot(position: chex.Array, heading: chex.Array, layout: Layout) -> chex.Array:
     """`RoadNetwork.get_closest_lane_index` among the spots: lateral offset, distance beyond either end, and the
     heading difference, summed; the first on ties."""
-    x = spot_x()
+    x = spot_x(layout)
     starts = jnp.concatenate([jnp.stack([x, jnp.full_like(x, SPOT_OFFSET)], -1),
                               jnp.stack([x, jnp.full_like(x, -SPOT_OFFSET)], -1)])
-    directions = jnp.concatenate([jnp.tile(jnp.array([[0.0, 1.0]]), (SPOTS, 1)),
-                                  jnp.tile(jnp.array([[0.0, -1.0]]), (SPOTS, 1))])
+    directions = jnp.concatenate([jnp.tile(jnp.array([[0.0, 1.0]]), (layout.spots, 1)),
+                                  jnp.tile(jnp.array([[0.0, -1.0]]), (layout.spots, 1))])
     lateral_axes = jnp.stack([-directions[:, 1], directions[:, 0]], -1)
     delta = position - starts
     s, r = jnp.sum(delta * directions, -1), jnp.sum(delta * lateral_axes, -1)
@@ -92,13 +111,13 @@ def make_lot(position, heading, speed, goal) -> Lot:
                pushed=jnp.zeros((), bool), goal=jnp.asarray(goal, jnp.float32))
 
 
-def start(key: chex.PRNGKey) -> Lot:
+def start(key: chex.PRNGKey, layout: Layout) -> Lot:
     """`ParkingEnv._create_vehicles` with one controlled vehicle and no parked ones."""
     key_heading, key_goal = jax.random.split(key)
     heading = 2 * jnp.pi * jax.random.uniform(key_heading)
-    taken = nearest_spot(jnp.zeros(2), heading)
-    choice = jax.random.randint(key_goal, (), 0, 2 * SPOTS - 1)
-    goal = spots()[choice + (choice >= taken)]
+    taken = nearest_spot(jnp.zeros(2), heading, layout)
+    choice = jax.random.randint(key_goal, (), 0, 2 * layout.spots - 1)
+    goal = spots(layout)[choice + (choice >= taken)]
     return make_lot(jnp.zeros(2), heading, 0.0, goal)
 
 
@@ -118,15 +137,18 @@ def goal_reward(obs: chex.Array) -> chex.Array:
     return -jnp.sqrt(jnp.sum(jnp.abs(obs[6:] - obs[:6]) * WEIGHTS))
 
 
-def frame(lot: Lot, steering: chex.Array, acceleration: chex.Array) -> tuple[Lot, chex.Array, chex.Array]:
-    """One simulation frame: `Vehicle.step` (a pending push marks a crash), then the ego against the walls
-    (`handle_collisions` with an obstacle: the whole push goes to the ego). Returns the lot and the held
+def frame(lot: Lot, steering: chex.Array, acceleration: chex.Array, walls: bool) -> tuple[Lot, chex.Array,
+                                                                                          chex.Array]:
+    """One simulation frame: `Vehicle.step` (a pending push marks a crash), then, with `walls`, the ego against
+    them (`handle_collisions` with an obstacle: the whole push goes to the ego). Returns the lot and the held
     controls as `Vehicle.clip_actions` left them."""
     position, heading, speed, steering, acceleration = driving.bicycle_step(lot.position, lot.heading, lot.speed, steering, acceleration,
                                                     lot.crashed, DT)
     position = position + jnp.where(lot.pushed, lot.impact, 0.0)
     lot = lot.replace(position=position, heading=heading, speed=speed, crashed=lot.crashed | lot.pushed,
                       pushed=jnp.zeros((), bool))
+    if not walls:
+        return lot, steering, acceleration
     wall_diagonal = jnp.sqrt(WALLS[:, 3] ** 2 + 1.0)
     intersecting, will_intersect, translation = driving.collide(
         lot.position, lot.heading, lot.speed, DIAGONAL, WALLS[:, :2], WALLS[:, 2], jnp.zeros(4), WALLS[:, 3],
@@ -137,11 +159,12 @@ def frame(lot: Lot, steering: chex.Array, acceleration: chex.Array) -> tuple[Lot
     return lot, steering, acceleration
 
 
-def simulate(lot: Lot, action: chex.Array) -> Lot:
+def simulate(lot: Lot, action: chex.Array, layout: Layout = RQL) -> Lot:
     """One policy step: the action, clipped to [−1, 1] and scaled, held for `FRAMES` frames."""
     action = jnp.clip(action, -1.0, 1.0)
     acceleration, steering = action[0] * ACCELERATION, action[1] * STEERING
-    return jax.lax.fori_loop(0, FRAMES, lambda _, carry: frame(*carry), (lot, steering, acceleration))[0]
+    return jax.lax.fori_loop(0, FRAMES, lambda _, carry: frame(*carry, layout.walls),
+                             (lot, steering, acceleration))[0]
 
 
 def touches_lines(obs: chex.Array, action: chex.Array) -> chex.Array:
@@ -160,7 +183,11 @@ def touches_lines(obs: chex.Array, action: chex.Array) -> chex.Array:
 
 
 class Parking(Env):
-    """Residual Q-Learning's parking task on Brax's Env API (module docstring); time limit from the registry."""
+    """The parking task on Brax's Env API (module docstring) in a `layout` (default: Residual Q-Learning's); time
+    limit from the registry."""
+
+    def __init__(self, layout: Layout = RQL):
+        self.layout = layout
 
     @property
     def observation_size(self) -> int:
@@ -175,13 +202,13 @@ class Parking(Env):
         return "jax"
 
     def reset(self, rng: chex.PRNGKey) -> State:
-        lot = start(rng)
+        lot = start(rng, self.layout)
         zero = jnp.zeros((), jnp.float32)
         return State(pipeline_state=lot, obs=observe(lot), reward=zero, done=zero,
                      metrics={"success": zero, "crashed": zero}, info={})
 
     def step(self, state: State, action: chex.Array) -> State:
-        lot = simulate(state.pipeline_state, action)
+        lot = simulate(state.pipeline_state, action, self.layout)
         obs = observe(lot)
         distance = goal_reward(obs)
         crashed = lot.crashed.astype(jnp.float32)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gymnasium as gym
 import highway_env  # noqa: F401  (registers the envs)
 import numpy as np
+from highway_env.envs.parking_env import ParkingEnv
 
 from rpg_jax.envs import highway, parking
 
@@ -24,8 +25,22 @@ def make_highway(**overrides) -> gym.Env:
     return gym.make("highway-fast-v0", config={**HIGHWAY_CONFIG, **overrides}).unwrapped
 
 
-def make_parking() -> gym.Env:
-    return gym.make("parking-v0", config={"duration": 20}).unwrapped
+class RQLParking(ParkingEnv):
+    """highway-env 1.12's parking with Residual Q-Learning's lot: 15 spots a side (`_create_road`'s own
+    parameter) and no walls."""
+
+    def _create_road(self, spots: int = parking.RQL.spots) -> None:
+        super()._create_road(spots)
+
+
+def make_parking(layout: parking.Layout = parking.RQL) -> gym.Env:
+    """highway-env's parking in `layout`, 100 policy steps."""
+    config = {"duration": 20, "add_walls": layout.walls}
+    if layout == parking.HIGHWAY_ENV:
+        return gym.make("parking-v0", config=config).unwrapped
+    if layout != parking.RQL:
+        raise ValueError(f"no highway-env twin of {layout}")
+    return RQLParking(config=config)
 
 
 def traffic_of(env) -> highway.Traffic:
