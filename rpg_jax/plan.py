@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -40,8 +41,11 @@ class PlanConfig:
     samples: int = 32
     """K: MPPI's candidate action sequences per control step; for the tree, the most leaves (it expands every
     sequence of the largest depth d with A^d ≤ K)."""
-    horizon: int = 16
-    """H: steps looked ahead (the tree values its leaves by sampling the prior for the remaining H − d)."""
+    horizon: int | None = None
+    """H: steps looked ahead (the tree values its leaves by sampling the prior for the remaining H − d). Default:
+    16 for MPPI (which looks further with --tail); for the tree ⌈2/(1 − γ)⌉, at most the episode length: a
+    requirement like cartpole's "stay near the centre" pays off over many steps, and a short tree search
+    planned it worse than the prior did (docs/driving.md, "The tree search's defaults")."""
     tail: int = 48
     """MPPI: after its H actions, each candidate continues for this many steps with the prior's mean actions,
     costed alike: the prior's foresight beyond the horizon (planned env steps per control step: K·(H + tail)).
@@ -52,8 +56,9 @@ class PlanConfig:
     """α̂, the customized policy's temperature: MPPI's λ, the tree's soft-max temperature (default: the prior's α)."""
     noise: float = 0.3
     """MPPI: the perturbations' standard deviation in pre-tanh action space."""
-    discount: float = 0.99
-    """γ inside the planning horizon."""
+    discount: float | None = None
+    """γ inside the planning horizon (default: the γ the prior was trained with, where its run records it, else
+    0.99)."""
     episodes: int = 16
     """Evaluation episodes, planned in parallel (vmapped); they start where training's evaluation starts."""
     seed: int = 0
@@ -93,14 +98,37 @@ def planner_kind(config: PlanConfig, task: str, discrete_actions: int | None) ->
 
 def check_numbers(config: PlanConfig) -> None:
     for name in ("samples", "horizon", "episodes"):
-        if getattr(config, name) < 1:
+        if getattr(config, name) is not None and getattr(config, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
     settings.check_numbers({"prior_weight": config.prior_weight, "prior_temperature": config.prior_temperature})
     settings.check_numbers({"temperature": config.temperature, "noise": config.noise}, positive=True)
     if config.tail < 0:
         raise UserError(f"--tail must be ≥ 0, got {config.tail}")
-    if not 0.0 <= config.discount <= 1.0:
+    if config.discount is not None and not 0.0 <= config.discount <= 1.0:
         raise UserError(f"--discount must lie in [0, 1], got {config.discount}")
+
+
+def prior_discount(prior: Path) -> float | None:
+    """The γ a prior was trained with, where its run directory records it (a Brax checkpoint or SB3 zip: None)."""
+    if not Path(prior, rundir.CONFIG).is_file():
+        return None
+    return rundir.read_config(prior).get("run", {}).get("discount")
+
+
+TREE_HORIZONS = 2.0
+"""The tree's default horizon in effective horizons 1/(1 − γ) (`resolved`)."""
+
+
+def resolved(config: PlanConfig, task: str, kind: str) -> PlanConfig:
+    """`config` with its defaults filled: γ (the prior's, else 0.99) and H (16 for MPPI; ⌈2/(1 − γ)⌉ for the
+    tree, at most the episode length)."""
+    discount = config.discount if config.discount is not None else (prior_discount(config.prior) or 0.99)
+    horizon = config.horizon
+    if horizon is None:
+        length = envs.get_task(task).episode_length
+        effective = math.ceil(TREE_HORIZONS / (1.0 - discount) - 1e-9) if discount < 1.0 else length  # 2/0.2 is 10.000…02
+        horizon = 16 if kind == "mppi" else max(1, min(length, effective))
+    return dataclasses.replace(config, discount=discount, horizon=horizon)
 
 
 def make_planner(config: PlanConfig, prior: Prior, kind: str) -> planning.Planner:
@@ -127,13 +155,16 @@ def make_planner(config: PlanConfig, prior: Prior, kind: str) -> planning.Planne
                             horizon=config.horizon, tail=config.tail)
 
 
-def load(config: PlanConfig) -> tuple[str, planning.Planner]:
-    """The task and the Planner of a plan, every input checked (one-line errors)."""
+def load(config: PlanConfig) -> tuple[str, planning.Planner, PlanConfig]:
+    """The task, the Planner of a plan and its settings with every default filled (`resolved`), every input
+    checked (one-line errors)."""
     check_numbers(config)
     task = prior_task(config)
     env = envs.make(task)
     prior = priors.load(config.prior, task, env, temperature=config.prior_temperature)
-    return task, make_planner(config, prior, planner_kind(config, task, envs.discrete_actions(env)))
+    kind = planner_kind(config, task, envs.discrete_actions(env))
+    config = resolved(config, task, kind)
+    return task, make_planner(config, prior, kind), config
 
 
 @functools.lru_cache(maxsize=None)
@@ -184,7 +215,7 @@ def to_json(config: PlanConfig) -> dict[str, Any]:
 
 def plan(config: PlanConfig) -> dict[str, Any]:
     """Plans `config.episodes` episodes and writes the run directory; returns its summary."""
-    task, planner = load(config)
+    task, planner, config = load(config)
     out = Path(config.out or rundir.default_path(task, f"plan_{config.method}", f"s{config.seed}")).absolute()
     if out.resolve() == Path(config.prior).resolve():
         raise UserError(f"--out {out} is the prior's directory: a plan writes a run directory of its own")
@@ -212,13 +243,13 @@ def read_plan(run_dir: str | Path) -> PlanConfig:
 def load_controller(run_dir: str | Path) -> tuple[str, Prior | planning.Planner]:
     """The task and what acts in any run directory: a trained run's policy, or a plan's planner."""
     if is_plan_dir(run_dir):
-        return load(read_plan(run_dir))
+        return load(read_plan(run_dir))[:2]
     return priors.load_run_policy(run_dir)
 
 
 def evaluate_plan_dir(run_dir: Path, episodes: int, seed: int) -> dict[str, dict[str, float]]:
     """Plans again with a plan directory's settings on `episodes` episodes from `seed`'s starts."""
-    task, planner = load(read_plan(run_dir))
+    task, planner, _ = load(read_plan(run_dir))
     returns, _, _ = planned_returns(planner, task, evaluation.evaluation_key(seed), episodes)
     return evaluation.summarize(returns)
 

@@ -11,7 +11,7 @@ import pytest
 from brax.envs.base import Env, State
 from flax import struct
 
-from rpg_jax import envs, normalization, objective, planning, tabular
+from rpg_jax import envs, normalization, objective, plan, planning, rundir, tabular
 from rpg_jax.networks import PolicySpec
 from rpg_jax.prior import Prior
 
@@ -268,3 +268,20 @@ def test_a_brax_checkpoint_is_planned_with_once_its_task_and_temperature_are_giv
     assert code == 0, captured.err
     summary = json.loads((tmp_path / "plan" / "summary.json").read_text())
     assert summary["objective"]["prior_weight"] == pytest.approx(0.1) and summary["task"] == "inverted_pendulum"
+
+
+def test_tree_defaults_look_two_effective_horizons_ahead_at_the_priors_discount(tmp_path):
+    """The tree plans with the γ its prior was trained with and H = ⌈2/(1 − γ)⌉ (at most an episode); MPPI keeps
+    16; flags win. Chosen from measurements on cartpole's default priors (docs/driving.md)."""
+    prior = tmp_path / "prior"
+    prior.mkdir()
+    (prior / rundir.CONFIG).write_text(json.dumps({"task": "highway", "run": {"discount": 0.8}}))
+    got = plan.resolved(plan.PlanConfig(prior=prior), "highway", "tree")
+    assert (got.discount, got.horizon) == (0.8, 10)
+    brax_like = tmp_path / "elsewhere"  # no run config: γ 0.99
+    got = plan.resolved(plan.PlanConfig(prior=brax_like), "cartpole", "tree")
+    assert (got.discount, got.horizon) == (0.99, 200)
+    assert plan.resolved(plan.PlanConfig(prior=brax_like, discount=1.0), "cartpole", "tree").horizon == 500
+    assert plan.resolved(plan.PlanConfig(prior=brax_like), "mountaincar", "mppi").horizon == 16
+    got = plan.resolved(plan.PlanConfig(prior=prior, horizon=6, discount=0.5), "highway", "tree")
+    assert (got.discount, got.horizon) == (0.5, 6)
