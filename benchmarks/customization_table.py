@@ -11,6 +11,7 @@ Writes `results/customization_<task>_<device>.{json,md,png}`.
     python benchmarks/customization_table.py --task cartpole --seeds 3
     python benchmarks/customization_table.py --task mountaincar --seeds 3
     python benchmarks/customization_table.py --task cheetah --seeds 3   # hopper, ant: the same
+    python benchmarks/customization_table.py --task highway --seeds 3   # parking: the same
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 
 from benchmarks.common import RESULTS, device_name, device_slug  # noqa: E402
-from rpg_jax import algorithms, envs, evaluation, priors, sweep, train  # noqa: E402
+from rpg_jax import algorithms, envs, evaluation, guard, priors, sweep, train  # noqa: E402
 from rpg_jax.settings import RunConfig  # noqa: E402
 from rpg_jax.plotting import save_return_bars  # noqa: E402
 
-KEPT = 0.9  # a seed kept the basic task with at least this fraction of the prior's basic return
+KEPT = guard.BASIC_KEPT  # a seed kept the basic task with at least this fraction of the prior's basic return
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +100,22 @@ def cartpole_methods(alpha: float, beta: float, steps: int) -> list[Method]:
 CARTPOLE_PPO_STEPS = 204_800  # PPO's chunk is 20,480 steps: ten of them
 
 
+def dqn_methods(alpha: float, beta: float, steps: int) -> list[Method]:
+    """Residual Q-Learning's highway rows: the soft-DQN family only."""
+    return cartpole_methods(alpha, beta, steps)[:4]
+
+
+def parking_methods(alpha: float, beta: float, steps: int) -> list[Method]:
+    """Residual Q-Learning's parking rows; its code raises ω' from a tenth to its value over the first part of
+    training (`--sac.prior-weight-warmup-*`), a row of its own here."""
+    return [
+        Method(f"Residual SAC (ω' = α̂ = {alpha:g})", "residual_sac"),
+        Method(f"Residual SAC, ω' warmed up from {alpha / 10:g} over {steps // 4:,} steps", "residual_sac",
+               {"sac.prior_weight_warmup_factor": "0.1", "sac.prior_weight_warmup_steps": str(steps // 4)}),
+        Method(f"Full SAC (knows r, α = {alpha:g})", "full_sac", {"temperature": str(alpha)}),
+    ]
+
+
 RECIPES = {
     "inverted_pendulum": Recipe(
         Method("prior: Soft PPO (α = 0.2)", "soft_ppo", {"temperature": 0.2}), 0.2, 409_600,
@@ -112,6 +129,12 @@ RECIPES = {
     "cartpole": Recipe(
         Method("prior: soft DQN (α = 1)", "soft_dqn", {"temperature": 1.0}), 1.0, 100_000, cartpole_methods,
     ),
+    # the task presets' sizes (highway: γ 0.8, 256×256, 100k steps)
+    "highway": Recipe(Method("prior: soft DQN (α = 0.1)", "soft_dqn", {"temperature": 0.1}), 0.1, 100_000,
+                      dqn_methods),
+    # the prior at the task preset (γ 0.95, 256×256, 200k steps), each customization 100k steps from it
+    "parking": Recipe(Method("prior: SAC (α = 0.1)", "sac", {"temperature": 0.1}), 0.1, 100_000, parking_methods,
+                      prior_steps=None),
     **{task: Recipe(Method(f"prior: Soft PPO (α = {alpha:g})", "soft_ppo", {"temperature": alpha}), alpha,
                     2_000_000, locomotion_methods, prior_steps=None)
        for task, alpha in (("cheetah", 0.02), ("hopper", 0.2), ("ant", 0.2))},
@@ -148,7 +171,8 @@ def customize(method: Method, task: str, recipe: Recipe, prior: Path, steps: int
     start = time.perf_counter()
     summary = sweep.sweep(config)
     (point,) = summary["points"]
-    kept = sum(m["eval"]["basic_return"]["mean"] >= KEPT * prior_basic for m in summary["members"])
+    # at least KEPT of the prior's basic return, read as the guard reads it on tasks whose returns are negative
+    kept = sum(not guard.lost_basic_return(m["eval"]["basic_return"]["mean"], prior_basic) for m in summary["members"])
     return {"label": method.label, "algo": method.algo, "seeds": seeds, "env_steps": summary["env_steps"],
             "wall_s": time.perf_counter() - start, "eval": point["eval"], "spread": "seeds", "kept": kept}
 
@@ -158,15 +182,19 @@ def _slug(text: str) -> str:
 
 
 def markdown(rows: list[dict], task: str, machine: str) -> str:
+    # the fraction of episodes ended by termination (a crash on highway) and reaching the goal, where reported
+    ends = [k for k in ("terminated", "success") if all(k in r["eval"] for r in rows)]
+    titles = {"terminated": "ended by termination", "success": "success"}
     lines = [f"Customization on `{task}` ({machine}); mean ± std over seeds of each seed's mean deterministic "
              "return (the prior: over its evaluation episodes); kept: seeds with at least "
              f"{KEPT:.0%} of the prior's basic return.", "",
-             "| policy | `--algo` | seeds | env steps | basic return | add-on return | total return "
-             "| kept the basic task | wall s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| policy | `--algo` | seeds | env steps | basic return | add-on return | total return | "
+             + "".join(f"{titles[k]} | " for k in ends) + "kept the basic task | wall s |",
+             "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(ends) + "---:|---:|"]
     for r in rows:
         cells = [f"{r['eval'][k]['mean']:.1f} ± {r['eval'][k]['std']:.1f}"
                  for k in ("basic_return", "addon_return", "total_return")]
+        cells += [f"{r['eval'][k]['mean']:.2f}" for k in ends]
         kept = f"{r['kept']} of {r['seeds']}" if "kept" in r else "—"
         lines.append(f"| {r['label']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | " + " | ".join(cells)
                      + f" | {kept} | {r['wall_s']:.0f} |")

@@ -6,6 +6,7 @@ each keeps. Writes `results/imitation_<task>_<device>.{json,md}`.
     python benchmarks/imitation_table.py --task inverted_pendulum --seeds 3
     python benchmarks/imitation_table.py --task cartpole --seeds 3
     python benchmarks/imitation_table.py --task mountaincar --seeds 3
+    python benchmarks/imitation_table.py --task highway --seeds 3 --episodes 64
 
 The RL prior is `runs/table/<task>/prior` when it is there (customization_table.py trains it), else it is
 trained here with the same recipe.
@@ -48,6 +49,7 @@ SETUPS = {
     "inverted_pendulum": Setup(Method("Residual PPO", "residual_ppo"), 409_600, 409_600),
     "cartpole": Setup(Method("Residual soft DQN", "residual_dqn"), 100_000, 409_600),
     "mountaincar": Setup(Method("Residual SAC", "residual_sac"), 100_000, 409_600),
+    "highway": Setup(Method("Residual soft DQN", "residual_dqn"), 100_000, 204_800),
 }
 
 

@@ -8,6 +8,8 @@ fraction of the env alone at the planner's batch (episodes × candidates, measur
 `results/planning_<device>.{json,md}`.
 
     python benchmarks/planning.py --tasks inverted_pendulum cartpole
+    python benchmarks/planning.py --tasks highway --prior runs/table/highway/prior \
+        --trained-from benchmarks/results/customization_highway_cpu.json
     python benchmarks/planning.py --tasks cheetah --episodes 4 --prior runs/loco/cheetah/prior \
         --trained-from benchmarks/results/customization_cheetah_cpu.json
 """
@@ -40,6 +42,10 @@ SETUPS = {
     "cartpole": Setup(dict(algo="soft_dqn", temperature=1.0, steps=100_000),
                       dict(algo="residual_dqn", steps=100_000),
                       dict(samples=32, horizon=128)),
+    # Residual Q-Learning's planner setting: horizon 6 at γ 0.8 (the prior's γ, the task preset), 25 leaves (depth 2)
+    "highway": Setup(dict(algo="soft_dqn", temperature=0.1, steps=100_000),
+                     dict(algo="residual_dqn", steps=100_000),
+                     dict(samples=25, horizon=6)),
     "cheetah": Setup(dict(algo="soft_ppo", temperature=0.02),
                      dict(algo="residual_ppo", steps=2_000_000),
                      dict(samples=32, horizon=16, tail=48)),

@@ -118,7 +118,7 @@ def _sac(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Alg
     ignores = frozenset() if prior else frozenset(
         {"sac.init_from_prior", "sac.prior_weight_warmup_factor", "sac.prior_weight_warmup_steps"})
     return Algorithm(name, "sac", make_objective, needs_prior=prior, reads=reads, ignores=ignores,
-                     defaults=defaults)
+                     defaults={"sac.critic_hidden": (64, 64), **defaults})
 
 
 def _dqn(name: str, make_objective, *, reads=(), prior=False, **defaults) -> Algorithm:

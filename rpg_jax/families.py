@@ -158,8 +158,8 @@ class SACSettings(Checked):
     """Env steps of random actions before learning."""
     warmup_action_hold: int = 50
     """Mean steps a random warmup action is held (1: i.i.d. noise)."""
-    critic_hidden: tuple[int, ...] = (64, 64)
-    """Critic widths."""
+    critic_hidden: tuple[int, ...] | None = None
+    """Critic widths (default: the task's preset, else 64 64)."""
     tau: float = 0.01
     """Polyak step of the target critics."""
     learn_temperature: bool = False

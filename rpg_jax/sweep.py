@@ -330,8 +330,9 @@ def write_member_failure(out: Path, experiment: Experiment, member: Member, fail
 
 
 def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per grid point, each return's mean ± std over seeds of the members' mean evaluation returns, and how many
-    of its members the episode-end guard warned about (None without a prior)."""
+    """Per grid point, each evaluation statistic's mean ± std over seeds of the members' means (returns, length,
+    the fractions terminated and, where the task reports it, succeeded), and how many of its members the
+    episode-end guard warned about (None without a prior)."""
     points: dict[tuple, list[dict[str, Any]]] = {}
     for row in member_rows:
         points.setdefault(tuple(row["point"].items()), []).append(row)
@@ -340,7 +341,7 @@ def grid_points(member_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "point": dict(point),
             "seeds": [row["seed"] for row in rows],
             "eval": {k: {"mean": float(np.mean([row["eval"][k]["mean"] for row in rows])),
-                         "std": float(np.std([row["eval"][k]["mean"] for row in rows]))} for k in RETURNS},
+                         "std": float(np.std([row["eval"][k]["mean"] for row in rows]))} for k in rows[0]["eval"]},
             "guard_warnings": None if rows[0]["guard"] is None
             else sum(bool(row["guard"]["warning"]) for row in rows),
         }

@@ -191,7 +191,8 @@ def every_setting():
         if field.name in settings.FAMILY_SETTINGS:
             group = getattr(default, field.name)
             for f in dataclasses.fields(group):
-                value = (7,) if f.name == "q_hidden" else changed_value(getattr(group, f.name))  # None: widths
+                widths = f.name in ("q_hidden", "critic_hidden")  # None-valued widths
+                value = (7,) if widths else changed_value(getattr(group, f.name))
                 changed = dataclasses.replace(group, **{f.name: value})
                 yield f"{field.name}.{f.name}", {field.name: changed}
         elif field.name == "policy_hidden":
