@@ -7,7 +7,8 @@ position is in (ours reads the lane from the observation). Parking: success and 
 the fraction of steps touching the goal's lines.
 
 Speed: env steps per second of highway-env's `env.step` against ours at 1 to 4096 envs (random actions, one
-compiled `lax.scan`; compile apart), with the ratio to highway-env in the same run.
+compiled `lax.scan`; compile apart), with the ratio to highway-env in the same run; and training throughput of
+the task's prior algorithm at its preset.
 
     python benchmarks/driving.py                      # both tasks, statistics and speed
     python benchmarks/driving.py --episodes 50 --quick
@@ -26,6 +27,7 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -34,7 +36,7 @@ import numpy as np  # noqa: E402
 from benchmarks.common import RESULTS, device_name, device_slug, write_results  # noqa: E402
 from helpers.highway_env_bridge import make_highway, make_parking, parking_obs  # noqa: E402
 from rpg_jax import envs  # noqa: E402
-from rpg_jax.envs import highway, parking  # noqa: E402
+from rpg_jax.envs import highway  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -156,6 +158,26 @@ def env_speed(task: str, num_envs: int, steps: int = 40, repeats: int = 3) -> di
     return {"num_envs": num_envs, "compile_s": compile_s, "steps_per_s": num_envs * steps / statistics.median(times)}
 
 
+TRAINING = {"highway": ("soft_dqn", 40_000), "parking": ("sac", 60_000)}
+
+
+def training_speed(task: str) -> dict:
+    """Env steps/s of training the task's prior algorithm at its preset (a short run: compile apart, the steady
+    rate of its chunks, as `rpg-jax train` reports it; SAC's first 20k steps are warm-up without updates)."""
+    import tempfile
+
+    from rpg_jax import train
+    from rpg_jax.settings import RunConfig
+
+    algo, steps = TRAINING[task]
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        summary = train.train(RunConfig(task=task, algo=algo, steps=steps, out=Path(out) / "run", quiet=True,
+                                        eval_episodes=4, tensorboard=False))
+        wall = time.perf_counter() - start
+    return {"algo": algo, "env_steps": summary["env_steps"], "steps_per_s": summary["steps_per_s"], "wall_s": wall}
+
+
 def markdown(record: dict) -> str:
     lines = [f"# Driving tasks against highway-env {record['highway_env']}", "",
              f"{record['device']}, jax {jax.__version__}; `{record['command']}`", ""]
@@ -173,7 +195,9 @@ def markdown(record: dict) -> str:
         for row in r["speed"]:
             lines.append(f"| {row['num_envs']} | {row['steps_per_s']:,.0f} | "
                          f"{row['steps_per_s'] / r['theirs']['steps_per_s']:,.0f} | {row['compile_s']:.1f} |")
-        lines.append("")
+        t = r["training"]
+        lines += ["", f"Training `{t['algo']}` at the task preset: {t['steps_per_s']:,.0f} env steps/s "
+                  f"({t['env_steps']:,} steps, {t['wall_s']:.0f} s with compile and evaluation).", ""]
     return "\n".join(lines)
 
 
@@ -194,7 +218,9 @@ def main() -> None:
         print(task, "rpg_jax", ours, flush=True)
         speed = [env_speed(task, n) for n in args.envs]
         print(task, "speed", speed, flush=True)
-        record["tasks"][task] = {"theirs": theirs, "ours": ours, "speed": speed}
+        training = training_speed(task)
+        print(task, "training", training, flush=True)
+        record["tasks"][task] = {"theirs": theirs, "ours": ours, "speed": speed, "training": training}
         write_results("driving", task, record["tasks"][task])
     text = markdown(record)
     (RESULTS / f"driving_{device_slug()}.md").write_text(text + "\n")

@@ -56,6 +56,11 @@ def rectangle(position: chex.Array, heading: chex.Array, length, width) -> chex.
     return rotated + position[..., None, :]
 
 
+def _interval_distance(min_a, max_a, min_b, max_b):
+    """`utils.interval_distance`: the gap between two projections (negative where they overlap)."""
+    return jnp.where(min_a < min_b, min_b - max_a, min_a - max_b)
+
+
 def polygons_intersecting(a: chex.Array, b: chex.Array, displacement_a: chex.Array, displacement_b: chex.Array):
     """`utils.are_polygons_intersecting` for two rectangles (corners (..., 4, 2)): the separating-axis test now
     and after the displacements.
@@ -75,10 +80,10 @@ def polygons_intersecting(a: chex.Array, b: chex.Array, displacement_a: chex.Arr
             normal = normal / jnp.linalg.norm(normal, axis=-1, keepdims=True)
             project_a, project_b = jnp.einsum("...pk,...k->...p", a, normal), jnp.einsum("...pk,...k->...p", b, normal)
             min_a, max_a, min_b, max_b = project_a.min(-1), project_a.max(-1), project_b.min(-1), project_b.max(-1)
-            gap = lambda lo_a, hi_a: jnp.where(lo_a < min_b, min_b - hi_a, lo_a - max_b)  # noqa: E731
-            intersecting = intersecting & (gap(min_a, max_a) <= 0)
+            intersecting = intersecting & (_interval_distance(min_a, max_a, min_b, max_b) <= 0)
             moved = jnp.einsum("...k,...k->...", normal, relative)
-            distance = gap(min_a + jnp.minimum(moved, 0.0), max_a + jnp.maximum(moved, 0.0))
+            distance = _interval_distance(min_a + jnp.minimum(moved, 0.0), max_a + jnp.maximum(moved, 0.0), min_b,
+                                          max_b)
             will_intersect = will_intersect & (distance <= 0)
             closer = jnp.abs(distance) < best
             oriented = jnp.where((jnp.einsum("...k,...k->...", centre, normal) > 0)[..., None], normal, -normal)

@@ -107,30 +107,30 @@ def neighbours(position: chex.Array) -> tuple[chex.Array, chex.Array]:
             jnp.where(jnp.isfinite(rear_gap.min(1)), rear, -1).astype(jnp.int32))
 
 
-def idm_acceleration(t: Traffic, delta: chex.Array, ego: chex.Array, front: chex.Array) -> chex.Array:
-    """`IDMVehicle.acceleration(ego_vehicle=ego, front_vehicle=front)` asked by a vehicle whose exponent is
-    `delta`: 0 where `ego` is −1 (no vehicle), no interaction term where `front` is −1."""
-    e, f = jnp.maximum(ego, 0), jnp.maximum(front, 0)
-    speed = t.speed[e]
-    target = jnp.clip(t.target_speed[e], 0.0, SPEED_LIMIT)
-    free = COMFORT_ACC_MAX * (1 - jnp.power(jnp.maximum(speed, 0.0) / jnp.abs(driving.not_zero(target)), delta))
-    gap = t.position[f, 0] - t.position[e, 0]
-    ego_direction = driving.direction(t.heading[e])
-    relative = speed[..., None] * ego_direction - t.speed[f][..., None] * driving.direction(t.heading[f])
-    dv = jnp.sum(relative * ego_direction, -1)
-    desired = DISTANCE_WANTED + speed * TIME_WANTED + speed * dv / (2 * jnp.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))
-    interaction = COMFORT_ACC_MAX * jnp.square(desired / driving.not_zero(gap))
-    acceleration = free - jnp.where(front >= 0, interaction, 0.0)
-    return jnp.where(ego >= 0, acceleration, 0.0)
-
-
 def desired_gap(t: Traffic, ego: chex.Array, front: chex.Array) -> chex.Array:
-    """`IDMVehicle.desired_gap`, projected on the ego's direction."""
+    """`IDMVehicle.desired_gap`, the speed difference projected on the ego's direction."""
     speed = t.speed[ego]
     ego_direction = driving.direction(t.heading[ego])
     relative = speed[..., None] * ego_direction - t.speed[front][..., None] * driving.direction(t.heading[front])
     dv = jnp.sum(relative * ego_direction, -1)
     return DISTANCE_WANTED + speed * TIME_WANTED + speed * dv / (2 * jnp.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))
+
+
+def idm_acceleration(t: Traffic, delta: chex.Array, ego: chex.Array, front: chex.Array) -> chex.Array:
+    """`IDMVehicle.acceleration(ego_vehicle=ego, front_vehicle=front)` asked by a vehicle whose exponent is
+    `delta`: 0 where `ego` is −1 (no vehicle), no interaction term where `front` is −1."""
+    e, f = jnp.maximum(ego, 0), jnp.maximum(front, 0)
+    target = jnp.clip(t.target_speed[e], 0.0, SPEED_LIMIT)
+    free = COMFORT_ACC_MAX * (1 - jnp.power(jnp.maximum(t.speed[e], 0.0) / jnp.abs(driving.not_zero(target)), delta))
+    gap = t.position[f, 0] - t.position[e, 0]
+    interaction = COMFORT_ACC_MAX * jnp.square(desired_gap(t, e, f) / driving.not_zero(gap))
+    acceleration = free - jnp.where(front >= 0, interaction, 0.0)
+    return jnp.where(ego >= 0, acceleration, 0.0)
+
+
+def in_lane(table: chex.Array, lane: chex.Array) -> chex.Array:
+    """Each vehicle's entry of a (N, LANES) `neighbours` table in the lane given per vehicle."""
+    return jnp.take_along_axis(table, lane[:, None], 1)[:, 0]
 
 
 def steering_control(t: Traffic, target_lane: chex.Array) -> chex.Array:
@@ -148,9 +148,8 @@ def mobil(t: Traffic, lane: chex.Array, candidate: chex.Array, front: chex.Array
     """`IDMVehicle.mobil`: whether each vehicle would move to `candidate` (politeness 0, no route): the new
     follower would not brake harder than 2 m/s², and the vehicle itself would gain at least 0.2 m/s²."""
     me = jnp.arange(t.speed.shape[0])
-    pick = lambda table, l: jnp.take_along_axis(table, l[:, None], 1)[:, 0]  # noqa: E731
-    new_front, new_rear = pick(front, candidate), pick(rear, candidate)
-    old_front = pick(front, lane)
+    new_front, new_rear = in_lane(front, candidate), in_lane(rear, candidate)
+    old_front = in_lane(front, lane)
     imposed = idm_acceleration(t, t.delta, new_rear, me)
     gain = idm_acceleration(t, t.delta, me, new_front) - idm_acceleration(t, t.delta, me, old_front)
     return (imposed >= -LANE_CHANGE_MAX_BRAKING_IMPOSED) & (gain >= LANE_CHANGE_MIN_ACC_GAIN)
@@ -186,9 +185,8 @@ def idm_act(t: Traffic, lane, front, rear) -> tuple[chex.Array, chex.Array, chex
     """`IDMVehicle.act` for every vehicle: (steering, acceleration, target lanes, timers)."""
     target, timer = change_lane_policy(t, lane, front, rear)
     me = jnp.arange(t.speed.shape[0])
-    pick = lambda table, l: jnp.take_along_axis(table, l[:, None], 1)[:, 0]  # noqa: E731
-    acceleration = idm_acceleration(t, t.delta, me, pick(front, lane))
-    in_target = idm_acceleration(t, t.delta, me, pick(front, target))
+    acceleration = idm_acceleration(t, t.delta, me, in_lane(front, lane))
+    in_target = idm_acceleration(t, t.delta, me, in_lane(front, target))
     acceleration = jnp.where(lane != target, jnp.minimum(acceleration, in_target), acceleration)
     steering = steering_control(t.replace(target_lane=target), target)
     return steering, jnp.clip(acceleration, -ACC_MAX, ACC_MAX), target, timer
