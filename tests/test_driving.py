@@ -24,6 +24,10 @@ from rpg_jax.envs import driving, highway, parking  # noqa: E402
 
 simulate_highway = jax.jit(highway.simulate)
 simulate_parking = jax.jit(parking.simulate, static_argnums=2)
+idm_acceleration = jax.jit(highway.idm_acceleration)
+mobil = jax.jit(highway.mobil)
+nearest_spot = jax.jit(parking.nearest_spot, static_argnums=2)
+touches_lines = jax.jit(parking.touches_lines)
 
 
 def assert_same_traffic(ours: highway.Traffic, theirs: highway.Traffic):
@@ -96,13 +100,13 @@ def test_neighbours_idm_mobil_and_steering_as_highway_env(seed):
         if i == 0:
             continue  # the ego is driven by meta-actions, not IDM
         f = front[i, lane[i]]
-        ours = highway.idm_acceleration(t, t.delta[i], jnp.int32(i), jnp.int32(f))
+        ours = idm_acceleration(t, t.delta[i], jnp.int32(i), jnp.int32(f))
         np.testing.assert_allclose(ours, v.acceleration(v, vehicles[f] if f >= 0 else None), rtol=1e-4, atol=1e-4)
         for side in (-1, 1):
             candidate = lane[i] + side
             if 0 <= candidate < highway.LANES:
                 theirs = v.mobil(("0", "1", int(candidate)))
-                mine = highway.mobil(t, lane, jnp.full_like(lane, candidate), front, rear)[i]
+                mine = mobil(t, lane, jnp.full_like(lane, candidate), front, rear)[i]
                 assert bool(mine) == theirs, (i, candidate)
                 decisions += theirs
     np.testing.assert_allclose(highway.steering_control(t, t.target_lane)[1:],
@@ -190,7 +194,7 @@ def test_parking_spots_and_the_start_rule_as_highway_env(layout):
     for _ in range(200):
         position, heading = rng.uniform(-30, 30, 2), rng.uniform(-np.pi, np.pi)
         closest = env.road.network.get_closest_lane_index(position, heading)
-        assert int(parking.nearest_spot(jnp.asarray(position, jnp.float32), heading, layout)) == indexes.index(closest)
+        assert int(nearest_spot(jnp.asarray(position, jnp.float32), jnp.float32(heading), layout)) == indexes.index(closest)
     starts = jax.vmap(lambda k: parking.start(k, layout))(jax.random.split(jax.random.PRNGKey(0), 512))
     taken = jax.vmap(lambda p, h: parking.nearest_spot(p, h, layout))(starts.position, starts.heading)
     goal_index = np.array([np.argmin(np.abs(parking.spots(layout) - g).sum(-1)) for g in np.asarray(starts.goal)])
@@ -218,7 +222,7 @@ def test_touching_the_goal_lines_as_highway_env_polygons():
             lines.append(line)
         theirs = any(hw_utils.are_polygons_intersecting(env.vehicle.polygon(), line.polygon(), np.zeros(2),
                                                          np.zeros(2))[0] for line in lines)
-        assert float(parking.touches_lines(jnp.asarray(obs, jnp.float32), None)) == -float(theirs)
+        assert float(touches_lines(jnp.asarray(obs, jnp.float32), None)) == -float(theirs)
         touched += theirs
     assert 30 < touched < 270
 
