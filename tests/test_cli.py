@@ -24,7 +24,7 @@ def run_cli(capsys, *argv):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["train", "--task", "nope"], "unknown task 'nope'; valid tasks: ant, cartpole, cheetah, halfcheetah, hopper"),
+        (["train", "--task", "nope"], "unknown task 'nope'; valid tasks: ant, cartpole, cheetah, halfcheetah, highway, hopper"),
         (["train", "--algo", "residual_ppo"], "--algo residual_ppo customizes a prior: pass --prior RUN_DIR"),
         (["train", "--algo", "soft_ppo", "--temperature", "-1"], "--temperature must be a finite number ≥ 0"),
         (["train", "--algo", "kl_ppo", "--prior", "x", "--beta", "-0.5"], "--beta must be a finite number ≥ 0"),
