@@ -254,3 +254,33 @@ def test_tasks_batch_and_reset_on_their_own():
             ended |= np.asarray(state.done) > 0
         assert ended.all()
         assert np.isfinite(np.asarray(state.obs)).all()
+
+
+def test_evaluation_counts_parking_successes():
+    """Episodes that end at the goal count as successes (and terminations); highway reports no success."""
+    from brax.envs.wrappers.training import EpisodeWrapper
+
+    from rpg_jax import evaluation
+    from rpg_jax.envs.customization import CustomizationWrapper, FinalObservationWrapper, ShapedAutoResetWrapper
+
+    class ParkedAtReset(parking.Parking):  # the ego starts in its goal spot, facing the spot's way
+        def reset(self, rng):
+            state = super().reset(rng)
+            lot = state.pipeline_state
+            lot = lot.replace(position=lot.goal[:2], heading=lot.goal[2])
+            return state.replace(pipeline_state=lot, obs=parking.observe(lot))
+
+    env = ShapedAutoResetWrapper(FinalObservationWrapper(EpisodeWrapper(
+        CustomizationWrapper(ParkedAtReset(), parking.touches_lines), 100, action_repeat=1)))
+    still = lambda obs, key: jnp.zeros(obs.shape[:-1] + (2,))  # noqa: E731
+    parked = jax.jit(lambda key: evaluation.episode_returns(env, still, key, 8, 100))(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(parked["success"], 1.0)
+    np.testing.assert_array_equal(parked["terminated"], 1.0)
+    np.testing.assert_array_equal(parked["length"], 1.0)
+    random = jax.jit(lambda key: evaluation.episode_returns(envs.make("parking"), still, key, 8, 100))(
+        jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(random["success"], 0.0)  # standing still at the origin never parks
+    highway_env = envs.make("highway")
+    idle = lambda obs, key: jnp.ones(obs.shape[:-1], jnp.int32)  # noqa: E731
+    assert "success" not in jax.jit(lambda key: evaluation.episode_returns(highway_env, idle, key, 2, 40))(
+        jax.random.PRNGKey(0))
