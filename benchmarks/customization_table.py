@@ -106,12 +106,12 @@ def dqn_methods(alpha: float, beta: float, steps: int) -> list[Method]:
 
 
 def parking_methods(alpha: float, beta: float, steps: int) -> list[Method]:
-    """Residual Q-Learning's parking rows; its code raises ω' from a tenth to its value over the first part of
-    training (`--sac.prior-weight-warmup-*`), a row of its own here."""
+    """Residual Q-Learning's parking rows: Residual SAC from a fresh actor, and with the actor starting as the
+    prior (`--sac.init-from-prior`); Full SAC."""
     return [
         Method(f"Residual SAC (ω' = α̂ = {alpha:g})", "residual_sac"),
-        Method(f"Residual SAC, ω' warmed up from {alpha / 10:g} over {steps // 4:,} steps", "residual_sac",
-               {"sac.prior_weight_warmup_factor": "0.1", "sac.prior_weight_warmup_steps": str(steps // 4)}),
+        Method(f"Residual SAC, actor starts as the prior (ω' = α̂ = {alpha:g})", "residual_sac",
+               {"sac.init_from_prior": True}),
         Method(f"Full SAC (knows r, α = {alpha:g})", "full_sac", {"temperature": str(alpha)}),
     ]
 
@@ -141,7 +141,14 @@ RECIPES = {
 }
 
 
-def train_prior(recipe: Recipe, task: str, steps: int | None, out: Path, episodes: int) -> dict:
+def train_prior(recipe: Recipe, task: str, steps: int | None, out: Path, episodes: int,
+                reuse: bool = False) -> dict:
+    """The prior's row: trained here, or with `reuse` read from a finished run in `out/prior`."""
+    finished = out / "prior" / "summary.json"
+    if reuse and finished.is_file():
+        summary = json.loads(finished.read_text())
+        return {"label": recipe.prior.label, "algo": recipe.prior.algo, "seeds": 1, "env_steps": summary["env_steps"],
+                "wall_s": summary["wall_s"], "eval": summary["eval"], "spread": "episodes"}
     run = RunConfig(task=task, algo=recipe.prior.algo, steps=steps, out=out / "prior", quiet=True,
                     eval_episodes=episodes, **recipe.common, **recipe.prior.flags)
     start = time.perf_counter()
@@ -162,19 +169,34 @@ def fidelity(task: str, prior: Path, episodes: int) -> dict | None:
 
 
 def customize(method: Method, task: str, recipe: Recipe, prior: Path, steps: int, seeds: int, out: Path,
-              episodes: int, prior_basic: float) -> dict:
+              episodes: int, prior_basic: float, reuse: bool = False) -> dict:
+    """One row: `method` over `seeds` in one sweep; with `reuse`, a sweep already finished in its directory is
+    read instead of run again (its wall time is the sweep's own)."""
     flags = {"steps": steps, **recipe.common, **method.flags}
+    top = {k: v for k, v in flags.items() if "." not in k}
+    groups = {}  # "sac.init_from_prior": True → sac=SACSettings(init_from_prior=True)
+    for name, value in flags.items():
+        if "." in name:
+            group, field = name.split(".")
+            groups[group] = dataclasses.replace(groups.get(group, getattr(sweep.SweepConfig(), group)),
+                                                **{field: value})
     needs_prior = algorithms.get(method.algo).needs_prior
     config = sweep.SweepConfig(task=task, algo=method.algo, prior=prior if needs_prior else None, seeds=seeds,
                                out=out / method.algo / _slug(method.label), quiet=True,
-                               eval_episodes=episodes, tensorboard=False, **flags)
+                               eval_episodes=episodes, tensorboard=False, **top, **groups)
+    finished = config.out / "summary.json"
     start = time.perf_counter()
-    summary = sweep.sweep(config)
+    if reuse and finished.is_file():
+        summary = json.loads(finished.read_text())
+        wall = summary["wall_s"]
+    else:
+        summary = sweep.sweep(config)
+        wall = time.perf_counter() - start
     (point,) = summary["points"]
     # at least KEPT of the prior's basic return, read as the guard reads it on tasks whose returns are negative
     kept = sum(not guard.lost_basic_return(m["eval"]["basic_return"]["mean"], prior_basic) for m in summary["members"])
     return {"label": method.label, "algo": method.algo, "seeds": seeds, "env_steps": summary["env_steps"],
-            "wall_s": time.perf_counter() - start, "eval": point["eval"], "spread": "seeds", "kept": kept}
+            "wall_s": wall, "eval": point["eval"], "spread": "seeds", "kept": kept}
 
 
 def _slug(text: str) -> str:
@@ -210,6 +232,8 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=None, help="KL coefficient (default: 5 × the prior's α)")
     parser.add_argument("--eval-episodes", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("runs/table"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="read the prior and rows already finished under --out instead of training them again")
     args = parser.parse_args()
 
     recipe = RECIPES[args.task]
@@ -221,7 +245,7 @@ def main() -> None:
     print(f"{args.task}: prior, then {len(methods)} customizations × {args.seeds} seeds on {machine}", flush=True)
 
     prior_steps = args.prior_steps or (steps if recipe.prior_steps == 0 else recipe.prior_steps)
-    rows = [train_prior(recipe, args.task, prior_steps, out, args.eval_episodes)]
+    rows = [train_prior(recipe, args.task, prior_steps, out, args.eval_episodes, args.reuse)]
     print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
     checked = fidelity(args.task, out / "prior", args.eval_episodes)
     if checked:
@@ -229,7 +253,7 @@ def main() -> None:
               f"{checked['model']['mean']:.1f} with the model's own settings: {checked['ratio']:.3f}", flush=True)
     for method in methods:
         rows.append(customize(method, args.task, recipe, out / "prior", steps, args.seeds, out,
-                              args.eval_episodes, rows[0]["eval"]["basic_return"]["mean"]))
+                              args.eval_episodes, rows[0]["eval"]["basic_return"]["mean"], args.reuse))
         print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
 
     table = markdown(rows, args.task, machine)
