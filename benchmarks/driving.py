@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -33,7 +34,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import RESULTS, device_name, device_slug, write_results  # noqa: E402
+from benchmarks.common import RESULTS, device_slug, write_results  # noqa: E402
 from helpers.highway_env_bridge import make_highway, make_parking, parking_obs  # noqa: E402
 from rpg_jax import envs  # noqa: E402
 from rpg_jax.envs import highway  # noqa: E402
@@ -48,7 +49,7 @@ def random_action(task: str, rng: np.random.Generator):
 def theirs_statistics(task: str, episodes: int) -> dict:
     """Random-policy episodes on highway-env, with the task's basic and add-on rewards."""
     env = make_highway() if task == "highway" else make_parking()
-    addon = envs.get_task(task).addon_reward
+    addon = jax.jit(envs.get_task(task).addon_reward)
     rng = np.random.default_rng(0)
     rows, steps, start = [], 0, time.perf_counter()
     for episode in range(episodes):
@@ -69,6 +70,7 @@ def theirs_statistics(task: str, episodes: int) -> dict:
             else:
                 basic += reward
                 touch.append(-float(addon(jnp.asarray(parking_obs(obs), jnp.float32), None)))
+                add -= touch[-1]
             if terminated or truncated:
                 break
         rows.append({"length": t + 1, "terminated": float(terminated), "basic": basic, "addon": add,
@@ -96,8 +98,9 @@ def ours_statistics(task: str, episodes: int) -> dict:
             else:
                 action = jax.random.uniform(key, (episodes, 2), minval=-1, maxval=1)
             state = jax.vmap(env.step)(state, action)
-            pipeline = state.pipeline_state
-            speed = pipeline.speed[:, 0] if task == "highway" else pipeline.speed
+            # the speed reached, read before the auto-reset: |(vx, vy)| of the ego's row of the final observation
+            final = state.info["final_obs"]
+            speed = jnp.linalg.norm(final[:, 3:5], axis=-1) * (highway.SCALE[3] if task == "highway" else 5.0)
             record = {"alive": alive, "basic": state.metrics["reward_basic"], "addon": state.metrics["reward_addon"],
                       "done": state.done, "truncation": state.info["truncation"], "speed": speed,
                       "crashed": state.metrics["crashed"], "success": state.metrics.get("success", state.done * 0)}
@@ -178,13 +181,15 @@ def training_speed(task: str) -> dict:
     return {"algo": algo, "env_steps": summary["env_steps"], "steps_per_s": summary["steps_per_s"], "wall_s": wall}
 
 
-def markdown(record: dict) -> str:
-    lines = [f"# Driving tasks against highway-env {record['highway_env']}", "",
-             f"{record['device']}, jax {jax.__version__}; `{record['command']}`", ""]
-    for task in record["tasks"]:
-        r = record["tasks"][task]
-        lines += [f"## {task}: random policy, {r['theirs']['episodes']} episodes on highway-env, "
-                  f"{r['ours']['episodes']} on rpg_jax", "", "| statistic | highway-env | rpg_jax |", "|---|---:|---:|"]
+def markdown(tasks: dict) -> str:
+    """The tables of every task in the merged results file (each task's record names its machine and command)."""
+    lines = ["# Driving tasks against highway-env", ""]
+    for task, r in tasks.items():
+        lines += [f"## {task}: random policy, {r['theirs']['episodes']} episodes on highway-env "
+                  f"{r.get('highway_env', '1.12.1')}, {r['ours']['episodes']} on rpg_jax", "",
+                  f"{r['device']}, jax {r['jax']}, {r['date']}; `{r.get('command', 'python benchmarks/driving.py')}`",
+                  "",
+                  "| statistic | highway-env | rpg_jax |", "|---|---:|---:|"]
         for name, value in r["theirs"].items():
             if isinstance(value, dict):
                 mine = r["ours"].get(name)
@@ -210,7 +215,7 @@ def main() -> None:
     args = parser.parse_args()
     from importlib.metadata import version
 
-    record = {"device": device_name(), "highway_env": version("highway-env"), "command": "python benchmarks/driving.py " + " ".join(sys.argv[1:]), "tasks": {}}
+    command = "python benchmarks/driving.py " + " ".join(sys.argv[1:])
     for task in args.tasks:
         theirs = theirs_statistics(task, args.episodes)
         print(task, "highway-env", theirs, flush=True)
@@ -220,9 +225,9 @@ def main() -> None:
         print(task, "speed", speed, flush=True)
         training = training_speed(task)
         print(task, "training", training, flush=True)
-        record["tasks"][task] = {"theirs": theirs, "ours": ours, "speed": speed, "training": training}
-        write_results("driving", task, record["tasks"][task])
-    text = markdown(record)
+        path = write_results("driving", task, {"highway_env": version("highway-env"), "command": command.strip(),
+                                               "theirs": theirs, "ours": ours, "speed": speed, "training": training})
+    text = markdown(json.loads(path.read_text()))
     (RESULTS / f"driving_{device_slug()}.md").write_text(text + "\n")
     print(text)
 
