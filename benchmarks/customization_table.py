@@ -234,6 +234,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/table"))
     parser.add_argument("--reuse", action="store_true",
                         help="read the prior and rows already finished under --out instead of training them again")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="with --reuse: write the table of the rows already finished, training nothing")
     args = parser.parse_args()
 
     recipe = RECIPES[args.task]
@@ -252,6 +254,9 @@ def main() -> None:
         print(f"fidelity: the prior's basic return {checked['task']['mean']:.1f} with {checked['solver']}, "
               f"{checked['model']['mean']:.1f} with the model's own settings: {checked['ratio']:.3f}", flush=True)
     for method in methods:
+        if args.finished_only and not (out / method.algo / _slug(method.label) / "summary.json").is_file():
+            print(f"not finished, left out: {method.label}", flush=True)
+            continue
         rows.append(customize(method, args.task, recipe, out / "prior", steps, args.seeds, out,
                               args.eval_episodes, rows[0]["eval"]["basic_return"]["mean"], args.reuse))
         print(markdown(rows, args.task, machine).splitlines()[-1], flush=True)
