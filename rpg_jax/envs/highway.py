@@ -188,7 +188,7 @@ def idm_act(t: Traffic, lane, front, rear) -> tuple[chex.Array, chex.Array, chex
     acceleration = idm_acceleration(t, t.delta, me, in_lane(front, lane))
     in_target = idm_acceleration(t, t.delta, me, in_lane(front, target))
     acceleration = jnp.where(lane != target, jnp.minimum(acceleration, in_target), acceleration)
-    steering = steering_control(t.replace(target_lane=target), target)
+    steering = steering_control(t, target)
     return steering, jnp.clip(acceleration, -ACC_MAX, ACC_MAX), target, timer
 
 
@@ -239,7 +239,7 @@ def step(t: Traffic, steering: chex.Array, acceleration: chex.Array) -> Traffic:
     """`Road.step`: every vehicle moves one frame (a pending push marks it crashed), then the ego's collisions
     (`handle_collisions` against each other vehicle in list order: a later push overwrites an earlier one)."""
     position, heading, speed, _, _ = driving.bicycle_step(t.position, t.heading, t.speed, steering, acceleration,
-                                                    t.crashed, DT)
+                                                          t.crashed, DT)
     position = position + jnp.where(t.pushed[:, None], t.impact, 0.0)
     crashed = t.crashed | t.pushed
     t = t.replace(position=position, heading=heading, speed=speed, timer=t.timer + DT, crashed=crashed,
@@ -249,12 +249,12 @@ def step(t: Traffic, steering: chex.Array, acceleration: chex.Array) -> Traffic:
         t.position[0], t.heading[0], t.speed[0], DIAGONAL, t.position[others], t.heading[others],
         t.speed[others], driving.LENGTH, driving.WIDTH, DIAGONAL, DT)
     hit = jnp.concatenate([intersecting.any()[None], intersecting])
-    last = OTHERS - 1 - jnp.argmax(will_intersect[::-1])
+    last = will_intersect.shape[0] - 1 - jnp.argmax(will_intersect[::-1])  # the last push wins
     ego_impact = jnp.where(will_intersect.any(), translation[last] / 2, t.impact[0])
     impact = jnp.concatenate([ego_impact[None], jnp.where(will_intersect[:, None], -translation / 2,
                                                           t.impact[others])])
     pushed = jnp.concatenate([will_intersect.any()[None], will_intersect])
-    return t.replace(crashed=t.crashed | hit, impact=impact, pushed=t.pushed | pushed)
+    return t.replace(crashed=t.crashed | hit, impact=impact, pushed=pushed)
 
 
 def observe(t: Traffic) -> chex.Array:
