@@ -100,16 +100,20 @@ def time_chunks(agent, state, chunks: int, steps_per_chunk: int, *, untimed: int
 
 
 def env_only(task: str, num_envs: int, unroll_length: int, repeats: int, physics: str = "task") -> dict:
-    """The ceiling: the task's env alone, `num_envs` vmapped, a `lax.scan` of random actions; compile apart,
-    the median of `repeats` timed rollouts."""
+    """The ceiling: the task's env alone, `num_envs` vmapped, a `lax.scan` of uniformly random actions (indices
+    on a discrete task); compile apart, the median of `repeats` timed rollouts."""
     from rpg_jax import envs
 
     env = envs.make(task, physics=physics)
+    discrete = envs.discrete_actions(env)
 
     @jax.jit
     def rollout(state, key):
         def step(state, key):
-            action = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            if discrete:
+                action = jax.random.randint(key, (num_envs,), 0, discrete)
+            else:
+                action = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
             return jax.vmap(env.step)(state, action), None
 
         return jax.lax.scan(step, state, jax.random.split(key, unroll_length))[0]

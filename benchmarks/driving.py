@@ -25,7 +25,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,7 +33,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import RESULTS, device_slug, write_results  # noqa: E402
+from benchmarks.common import RESULTS, device_slug, env_only, write_results  # noqa: E402
 from helpers.highway_env_bridge import make_highway, make_parking, parking_obs  # noqa: E402
 from rpg_jax import envs  # noqa: E402
 from rpg_jax.envs import highway  # noqa: E402
@@ -136,29 +135,7 @@ def summarize(task: str, rows: list[dict]) -> dict:
 
 
 def env_speed(task: str, num_envs: int, steps: int = 40, repeats: int = 3) -> dict:
-    env = envs.make(task)
-
-    @jax.jit
-    def rollout(state, key):
-        def step(state, key):
-            if task == "highway":
-                action = jax.random.randint(key, (num_envs,), 0, len(highway.ACTIONS))
-            else:
-                action = jax.random.uniform(key, (num_envs, 2), minval=-1, maxval=1)
-            return jax.vmap(env.step)(state, action), None
-
-        return jax.lax.scan(step, state, jax.random.split(key, steps))[0]
-
-    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
-    start = time.perf_counter()
-    compiled = rollout.lower(state, jax.random.PRNGKey(1)).compile()
-    compile_s = time.perf_counter() - start
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        state = jax.block_until_ready(compiled(state, jax.random.PRNGKey(i)))
-        times.append(time.perf_counter() - start)
-    return {"num_envs": num_envs, "compile_s": compile_s, "steps_per_s": num_envs * steps / statistics.median(times)}
+    return {"num_envs": num_envs, **env_only(task, num_envs, steps, repeats)}
 
 
 TRAINING = {"highway": ("soft_dqn", 40_000), "parking": ("sac", 60_000)}
